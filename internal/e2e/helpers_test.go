@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	apisecurity "istio.io/api/security/v1beta1"
+	typev1beta1 "istio.io/api/type/v1beta1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// podKind says how a test pod joins the mesh.
+type podKind int
+
+const (
+	unmeshed podKind = iota
+	native
+)
+
+func mustNamespace(ctx context.Context, name string, labels map[string]string) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if err := suite.admin.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		panic(err)
+	}
+}
+
+// namespace creates a fresh namespace for one test.
+func namespace(t *testing.T, name string, labels map[string]string) string {
+	t.Helper()
+	mustNamespace(context.Background(), name, labels)
+	return name
+}
+
+func pod(ns, name string, labels map[string]string, kind podKind) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
+		},
+	}
+	if kind == native {
+		always := corev1.ContainerRestartPolicyAlways
+		p.Spec.InitContainers = []corev1.Container{{Name: "istio-proxy", Image: "istio/proxyv2", RestartPolicy: &always}}
+	}
+	return p
+}
+
+// deploymentPod is a pod of Deployment name through a ReplicaSet the
+// cluster does not hold, as the engine infers it from pod-template-hash.
+func deploymentPod(ns, deploy, suffix string, kind podKind) *corev1.Pod {
+	const hash = "5d8f7c9b4"
+	p := pod(ns, deploy+"-"+hash+"-"+suffix, map[string]string{"app": deploy, "pod-template-hash": hash}, kind)
+	yes := true
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: deploy + "-" + hash, UID: "00000000-0000-0000-0000-000000000001", Controller: &yes}}
+	return p
+}
+
+func pa(ns, name, mode string) *securityv1.PeerAuthentication {
+	p := &securityv1.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	p.Spec.Mtls = &apisecurity.PeerAuthentication_MutualTLS{Mode: apisecurity.PeerAuthentication_MutualTLS_Mode(apisecurity.PeerAuthentication_MutualTLS_Mode_value[mode])}
+	return p
+}
+
+// paV1beta1 is the same policy as an unstructured v1beta1 object.
+func paV1beta1(ns, name, mode string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "security.istio.io/v1beta1",
+		"kind":       "PeerAuthentication",
+		"metadata":   map[string]any{"namespace": ns, "name": name},
+		"spec":       map[string]any{"mtls": map[string]any{"mode": mode}},
+	}}
+	return u
+}
+
+func create(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := suite.admin.Create(context.Background(), obj); err != nil {
+		t.Fatalf("creating %T %s/%s: %v", obj, obj.GetNamespace(), obj.GetName(), err)
+	}
+}
+
+func deletePod(t *testing.T, ns, name string) {
+	t.Helper()
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	if err := suite.admin.Delete(context.Background(), p, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatalf("deleting pod %s/%s: %v", ns, name, err)
+	}
+}
+
+// eventually polls until a server-side dry run of obj gives the wanted
+// answer. The guard's informer sees a change a few milliseconds after the
+// API server does; this waits for that without sleeping a fixed time.
+func eventually(t *testing.T, obj client.Object, wantDenied bool) error {
+	t.Helper()
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		last = suite.admin.Create(ctx, obj.DeepCopyObject().(client.Object), client.DryRunAll)
+		if !wantDenied && last != nil && !isDenial(last) {
+			return false, last // a real error, not the guard's answer
+		}
+		return isDenial(last) == wantDenied, nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for the guard to answer denied=%v for %s/%s: %v (last answer: %v)", wantDenied, obj.GetNamespace(), obj.GetName(), err, last)
+	}
+	return last
+}
+
+// statusOf extracts the API status of a denial.
+func statusOf(t *testing.T, err error) metav1.Status {
+	t.Helper()
+	var se *apierrors.StatusError
+	if !errors.As(err, &se) {
+		t.Fatalf("want an API status error, got %T: %v", err, err)
+	}
+	return se.ErrStatus
+}
+
+func selector(k, v string) *typev1beta1.WorkloadSelector {
+	return &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{k: v}}
+}

@@ -1,0 +1,28 @@
+package engine
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/mtls-guard/mtls-guard/internal/policy"
+)
+
+// Cluster is the read-only view of the cluster that a decision needs. It is
+// indexed by namespace so that a decision costs what its namespaces hold.
+// Lookups of a missing object return nil and no error; an error means the
+// view cannot answer, and the decision fails rather than allows.
+type Cluster interface {
+	// Namespace returns the Namespace object, or nil when it is unknown.
+	Namespace(name string) (*corev1.Namespace, error)
+	// PodNamespaces lists the namespaces that hold pods.
+	PodNamespaces() ([]string, error)
+	// Pods lists the pods of one namespace. Callers must not modify them.
+	Pods(namespace string) ([]*corev1.Pod, error)
+	// ReplicaSet returns a ReplicaSet, or nil when it is unknown.
+	ReplicaSet(namespace, name string) (*appsv1.ReplicaSet, error)
+	// Job returns a Job, or nil when it is unknown.
+	Job(namespace, name string) (*batchv1.Job, error)
+	// Policies lists the PeerAuthentications of one namespace.
+	Policies(namespace string) ([]*policy.Policy, error)
+}

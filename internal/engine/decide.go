@@ -1,0 +1,248 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/mtls-guard/mtls-guard/internal/mesh"
+	"github.com/mtls-guard/mtls-guard/internal/policy"
+)
+
+// Operation is the admission operation on a policy.
+type Operation string
+
+// The operations the guard decides.
+const (
+	Create Operation = "CREATE"
+	Update Operation = "UPDATE"
+	Delete Operation = "DELETE"
+)
+
+// Change is one operation on one policy.
+type Change struct {
+	Operation Operation
+	// Policy is the new object for CREATE and UPDATE and the object being
+	// deleted for DELETE.
+	Policy *policy.Policy
+}
+
+// Scope says what a policy applies to.
+type Scope string
+
+// The scopes.
+const (
+	MeshWide      Scope = "mesh-wide"
+	NamespaceWide Scope = "namespace-wide"
+	WorkloadScope Scope = "workload"
+	// Ignored is a selector policy in the root namespace, which Istio ignores.
+	Ignored Scope = "ignored"
+)
+
+// Decision is the guard's answer to a change.
+type Decision struct {
+	Policy    string
+	Operation Operation
+	Scope     Scope
+	Allowed   bool
+	// Invalid is set when the policy broke the validity rules.
+	Invalid bool
+	// Overridden is set when the override annotation turned a denial into
+	// an allowance.
+	Overridden     bool
+	OverrideReason string
+	// Message is the human summary.
+	Message string
+	// Unmeshed lists the unmeshed workloads of the touched namespaces; never nil.
+	Unmeshed []Workload
+	// Warnings are shown on allowances and denials alike; never nil.
+	Warnings []string
+	// Touched lists the namespaces where some counted pod gains strictness.
+	Touched []string
+}
+
+// ScopeOf returns the scope of a policy.
+func ScopeOf(p *policy.Policy, o Options) Scope {
+	switch {
+	case p.Namespace == o.RootNamespace && p.HasSelector():
+		return Ignored
+	case p.Namespace == o.RootNamespace:
+		return MeshWide
+	case p.HasSelector():
+		return WorkloadScope
+	}
+	return NamespaceWide
+}
+
+// Decide decides a change against a cluster. An error means the cluster
+// view could not answer; callers must not treat it as an allowance.
+func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
+	if ch.Policy == nil {
+		return nil, fmt.Errorf("change has no policy")
+	}
+	switch ch.Operation {
+	case Create, Update, Delete:
+	default:
+		return nil, fmt.Errorf("unsupported operation %q", ch.Operation)
+	}
+	p := ch.Policy
+	d := &Decision{
+		Policy:    p.Key(),
+		Operation: ch.Operation,
+		Scope:     ScopeOf(p, o),
+		Unmeshed:  []Workload{},
+		Warnings:  []string{},
+	}
+	if ch.Operation != Delete && !p.Valid() {
+		d.Invalid = true
+		d.Message = invalidMessage(p)
+		return d, nil
+	}
+	if p.Namespace != o.RootNamespace && o.excluded(p.Namespace) {
+		d.Allowed = true
+		d.Message = fmt.Sprintf("%s allowed: namespace %s is excluded from the guard", subject(d), p.Namespace)
+		return d, nil
+	}
+	if ch.Operation == Delete {
+		ns, err := c.Namespace(p.Namespace)
+		if err != nil {
+			return nil, fmt.Errorf("reading namespace %s: %w", p.Namespace, err)
+		}
+		if ns != nil && ns.DeletionTimestamp != nil {
+			d.Allowed = true
+			d.Message = fmt.Sprintf("%s allowed: namespace %s is being deleted", subject(d), p.Namespace)
+			return d, nil
+		}
+	}
+
+	nsBefore, err := c.Policies(p.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("listing policies in %s: %w", p.Namespace, err)
+	}
+	p = keepCreation(ch.Operation, p, nsBefore)
+	if ch.Operation == Delete {
+		// The object being deleted exists, whatever a lagging view says:
+		// decide on it, not on a stale copy or on its absence.
+		nsBefore = apply(nsBefore, Update, p)
+	}
+	nsAfter := apply(nsBefore, ch.Operation, p)
+	rootBefore, rootAfter := nsBefore, nsAfter
+	if p.Namespace != o.RootNamespace {
+		if rootBefore, err = c.Policies(o.RootNamespace); err != nil {
+			return nil, fmt.Errorf("listing policies in root namespace %s: %w", o.RootNamespace, err)
+		}
+		rootAfter = rootBefore
+	}
+	meshBefore, meshAfter := meshMode(rootBefore), meshMode(rootAfter)
+
+	var candidates []string
+	switch {
+	case p.Namespace != o.RootNamespace:
+		candidates = []string{p.Namespace}
+	case meshBefore != meshAfter:
+		// Not only a selector-less change: an UPDATE that gives the
+		// oldest mesh policy a selector hands the mesh level to the next.
+		all, err := c.PodNamespaces()
+		if err != nil {
+			return nil, fmt.Errorf("listing namespaces: %w", err)
+		}
+		for _, ns := range all {
+			if !o.excluded(ns) {
+				candidates = append(candidates, ns)
+			}
+		}
+	}
+
+	var blocking, drift []unmeshedPod
+	matched := 0
+	for _, ns := range candidates {
+		before, after := nsBefore, nsAfter
+		if ns != p.Namespace {
+			if before, err = c.Policies(ns); err != nil {
+				return nil, fmt.Errorf("listing policies in %s: %w", ns, err)
+			}
+			after = before
+		}
+		lb, la := resolveLevel(meshBefore, before), resolveLevel(meshAfter, after)
+		own := ns == p.Namespace
+		if !own && sameLevel(&lb, &la) {
+			continue // nothing changes here: the namespace decides for itself
+		}
+		pods, err := c.Pods(ns)
+		if err != nil {
+			return nil, fmt.Errorf("listing pods in %s: %w", ns, err)
+		}
+		touched := false
+		var unmeshed []unmeshedPod
+		for _, pod := range pods {
+			if !mesh.Counted(pod) {
+				continue
+			}
+			eb := lb.forPod(pod.Labels)
+			if own && p.HasSelector() && p.Matches(pod.Labels) {
+				matched++
+			}
+			if meshed, reason := mesh.Classify(pod, o.SidecarMode); !meshed {
+				up := unmeshedPod{pod: pod, reason: reason}
+				unmeshed = append(unmeshed, up)
+				if own && eb.anyStrict() {
+					drift = append(drift, up)
+				}
+			}
+			if !touched && gains(eb, la.forPod(pod.Labels)) {
+				touched = true
+			}
+		}
+		if touched {
+			d.Touched = append(d.Touched, ns)
+			blocking = append(blocking, unmeshed...)
+		}
+	}
+
+	if d.Unmeshed, err = group(c, blocking); err != nil {
+		return nil, err
+	}
+	if err := d.addWarnings(c, p, o, nsAfter, matched, drift); err != nil {
+		return nil, err
+	}
+	d.Allowed = len(d.Unmeshed) == 0
+	if !d.Allowed && p.OverrideReason != "" && o.AllowOverride {
+		d.Allowed, d.Overridden, d.OverrideReason = true, true, p.OverrideReason
+		d.Warnings = append(d.Warnings, overrideWarning(d))
+	}
+	d.Message = message(d, p, o)
+	return d, nil
+}
+
+// keepCreation gives an update the creationTimestamp of the object it
+// replaces, as the API server does: creationTimestamp is immutable, so an
+// UPDATE always keeps the stored one. A CREATE or DELETE whose object has
+// none (a file given to check) takes the stored one too.
+func keepCreation(op Operation, p *policy.Policy, existing []*policy.Policy) *policy.Policy {
+	if op != Update && !p.Created.IsZero() {
+		return p
+	}
+	for _, e := range existing {
+		if e.Name == p.Name {
+			if e.Created.Equal(&p.Created) {
+				return p
+			}
+			cp := *p
+			cp.Created = e.Created
+			return &cp
+		}
+	}
+	return p
+}
+
+// apply returns the namespace's policies after the change.
+func apply(ps []*policy.Policy, op Operation, p *policy.Policy) []*policy.Policy {
+	out := make([]*policy.Policy, 0, len(ps)+1)
+	for _, e := range ps {
+		if e.Name != p.Name {
+			out = append(out, e)
+		}
+	}
+	if op != Delete {
+		out = append(out, p)
+	}
+	return out
+}

@@ -1,0 +1,63 @@
+package input_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/input"
+)
+
+// FuzzDecode feeds arbitrary bytes through the decoder and what comes after
+// it: it must never panic, and must return either objects or an error.
+// The seed corpus is in testdata/fuzz/FuzzDecode; run
+// go test -fuzz=FuzzDecode ./internal/input to search further.
+func FuzzDecode(f *testing.F) {
+	for _, seed := range []string{
+		"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: a}\nspec: {mtls: {mode: STRICT}}\n",
+		"apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod, metadata: {name: p}}\n",
+		`{"apiVersion": "v1", "kind": "PodList", "items": [{"metadata": {"name": "p"}}]}`,
+		"---\n# c\n---\napiVersion: apps/v1\nkind: Deployment\n",
+		"a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\nd: [*c, *c]\n",
+		"apiVersion: v1\n\tkind: Pod\n",
+		"--- x\n",
+		"\xff\xfe\x00",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		objs, err := input.Decode(bytes.NewReader(data))
+		if err != nil {
+			var ie *input.Error
+			if !errors.As(err, &ie) {
+				t.Fatalf("error %v is a %T, want *input.Error", err, err)
+			}
+			if objs != nil {
+				t.Fatalf("%d objects along with error %v", len(objs), err)
+			}
+			if strings.Contains(err.Error(), "\n") && !strings.Contains(err.Error(), "yaml") {
+				t.Logf("multi-line error: %q", err)
+			}
+			return
+		}
+		for _, o := range objs {
+			if o.Loc.Doc < 1 || o.GVK.Kind == "" || o.GVK.Version == "" {
+				t.Fatalf("object without location or kind: %+v", o)
+			}
+			js := bytes.TrimSpace(o.JSON)
+			if !json.Valid(js) || js[0] != '{' {
+				t.Fatalf("%s: not a JSON object: %q", o.Loc, o.JSON)
+			}
+			obj, ok, err := o.Typed()
+			if ok != (obj != nil) || (err != nil && ok) {
+				t.Fatalf("%s: Typed() = %v, %v, %v", o.Loc, obj, ok, err)
+			}
+		}
+		// What the commands do next must not panic either.
+		_, _ = input.Policies(objs)
+		_ = input.AddObjects(engine.NewSnapshot(), objs)
+	})
+}

@@ -1,0 +1,106 @@
+// Package mesh decides whether a pod is in the Istio mesh, and whether the
+// guard counts it at all.
+package mesh
+
+import (
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Names the guard reads on pods.
+const (
+	ProxyContainer        = "istio-proxy"
+	InjectKey             = "sidecar.istio.io/inject"
+	AmbientRedirectionKey = "ambient.istio.io/redirection"
+	ExemptLabel           = "mtls-guard.io/exempt"
+)
+
+// Reason says why a pod is unmeshed. The strings are part of the guard's
+// output contract.
+type Reason string
+
+// The reasons, in the order they are tested.
+const (
+	HostNetwork       Reason = "host-network"
+	InjectionDisabled Reason = "injection-disabled"
+	ClassicSidecar    Reason = "classic-sidecar"
+	AmbientPending    Reason = "ambient-pending"
+	NoSidecar         Reason = "no-sidecar"
+)
+
+// SidecarMode says which sidecars count as meshed.
+type SidecarMode string
+
+const (
+	// Native counts only the native sidecar: an istio-proxy initContainer
+	// with restartPolicy Always (the AKS Istio add-on's injection).
+	Native SidecarMode = "native"
+	// Any also counts a classic istio-proxy container.
+	Any SidecarMode = "any"
+)
+
+// ParseSidecarMode parses the --sidecar-mode flag.
+func ParseSidecarMode(s string) (SidecarMode, error) {
+	switch m := SidecarMode(s); m {
+	case Native, Any:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown sidecar mode %q (want native or any)", s)
+}
+
+// Classify reports whether a pod is meshed and, when it is not, the first
+// reason that applies.
+func Classify(pod *corev1.Pod, mode SidecarMode) (meshed bool, reason Reason) {
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		if c.Name == ProxyContainer && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			return true, ""
+		}
+	}
+	classic := false
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		if c.Name != ProxyContainer {
+			continue
+		}
+		if slices.Contains(c.Args, "router") {
+			return true, "" // an ingress or egress gateway
+		}
+		classic = true
+	}
+	redirection, ambient := pod.Annotations[AmbientRedirectionKey]
+	if ambient && redirection == "enabled" {
+		return true, ""
+	}
+	if classic && mode == Any {
+		return true, ""
+	}
+	switch {
+	case pod.Spec.HostNetwork:
+		return false, HostNetwork
+	case pod.Labels[InjectKey] == "false" || pod.Annotations[InjectKey] == "false":
+		return false, InjectionDisabled
+	case classic:
+		return false, ClassicSidecar
+	case ambient:
+		return false, AmbientPending
+	}
+	return false, NoSidecar
+}
+
+// Counted reports whether the guard counts a pod (meshed or not). Pods that
+// finished, are being deleted or are exempt are not counted; excluded
+// namespaces are the caller's concern.
+func Counted(pod *corev1.Pod) bool {
+	switch {
+	case pod.Status.Phase == corev1.PodSucceeded, pod.Status.Phase == corev1.PodFailed:
+		return false
+	case pod.DeletionTimestamp != nil:
+		return false
+	case pod.Labels[ExemptLabel] == "true":
+		return false
+	}
+	return true
+}

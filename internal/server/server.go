@@ -1,0 +1,229 @@
+// Package server runs `mtls-guard serve`: a controller-runtime manager
+// whose cache feeds the decision engine and whose webhook server answers
+// PeerAuthentication admission requests over TLS.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/mtls-guard/mtls-guard/internal/cachestate"
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/mesh"
+	"github.com/mtls-guard/mtls-guard/webhook"
+)
+
+// Scheme holds every kind the guard reads.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(securityv1.AddToScheme(s))
+	utilruntime.Must(securityv1beta1.AddToScheme(s))
+	return s
+}
+
+// Config is the parsed command line of `mtls-guard serve`.
+type Config struct {
+	Kubeconfig        string
+	Host              string
+	Port              int
+	CertDir           string
+	MetricsAddr       string
+	ProbeAddr         string
+	EnableHTTP2       bool
+	ShutdownTimeout   time.Duration
+	RootNamespace     string
+	SidecarMode       string
+	ExcludeNamespaces string
+	AllowOverride     bool
+	// OwnNamespace is the guard's namespace (POD_NAMESPACE), always excluded.
+	OwnNamespace string
+}
+
+// Main parses the flags of `mtls-guard serve` and serves until ctx ends.
+func Main(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c Config
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: $KUBECONFIG, ~/.kube/config, then in-cluster")
+	fs.StringVar(&c.Host, "host", "", "address the webhook server binds to; empty means all")
+	fs.IntVar(&c.Port, "port", 9443, "port the webhook server listens on")
+	fs.StringVar(&c.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding tls.crt and tls.key; reloaded when they change")
+	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", `address of the Prometheus metrics endpoint; "0" disables it`)
+	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.BoolVar(&c.EnableHTTP2, "enable-http2", false, "serve HTTP/2 too (off because of the HTTP/2 rapid-reset advisories)")
+	fs.DurationVar(&c.ShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may drain after SIGTERM")
+	fs.StringVar(&c.RootNamespace, "root-namespace", engine.DefaultRootNamespace, "Istio root namespace (aks-istio-system on the AKS Istio add-on)")
+	fs.StringVar(&c.SidecarMode, "sidecar-mode", string(mesh.Native), "which sidecars count as meshed: native (istio-proxy initContainer) or any (classic too)")
+	fs.StringVar(&c.ExcludeNamespaces, "exclude-namespaces", engine.DefaultExcludedNamespaces, "comma-separated namespaces whose pods are never counted (the root namespace and POD_NAMESPACE always are)")
+	fs.BoolVar(&c.AllowOverride, "allow-override", true, "honour the mtls-guard.io/override-reason annotation")
+	zopts := zap.Options{}
+	zopts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	c.OwnNamespace = os.Getenv("POD_NAMESPACE")
+	log := zap.New(zap.UseFlagOptions(&zopts))
+	ctrl.SetLogger(log)
+
+	cfg, err := restConfig(c.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	mgr, err := New(cfg, c, log)
+	if err != nil {
+		return err
+	}
+	log.Info("starting mtls-guard", "port", c.Port, "certDir", c.CertDir, "rootNamespace", c.RootNamespace, "sidecarMode", c.SidecarMode)
+	return start(ctx, mgr, c.ShutdownTimeout)
+}
+
+// start runs the manager until ctx ends. controller-runtime v0.25.2's
+// manager never returns when it is stopped before its caches sync (its
+// start loop ignores a cancelled context), so give it the drain time and
+// then return anyway: the process is exiting.
+func start(ctx context.Context, mgr manager.Manager, drain time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- mgr.Start(ctx) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(drain + 5*time.Second):
+		return fmt.Errorf("stopped before the caches synced; gave up waiting for the manager after %s", drain+5*time.Second)
+	}
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("finding a kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
+
+// New builds the manager: cache, webhook, probes and metrics.
+func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
+	opts, err := engine.NewOptions(c.RootNamespace, mesh.SidecarMode(c.SidecarMode), strings.Split(c.ExcludeNamespaces, ","), c.OwnNamespace, c.AllowOverride)
+	if err != nil {
+		return nil, fmt.Errorf("engine options: %w", err)
+	}
+	tlsOpts := []func(*tls.Config){func(t *tls.Config) { t.MinVersion = tls.VersionTLS12 }}
+	if !c.EnableHTTP2 {
+		tlsOpts = append(tlsOpts, func(t *tls.Config) { t.NextProtos = []string{"http/1.1"} })
+	}
+	shutdown := c.ShutdownTimeout
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: Scheme(),
+		Logger: log,
+		Cache: cache.Options{
+			// A read of a kind without an informer fails instead of
+			// quietly starting one and blocking a request.
+			ReaderFailOnMissingInformer: true,
+			DefaultTransform:            cachestate.StripManagedFields,
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Pod{}: {Transform: cachestate.StripPod},
+			},
+		},
+		Metrics:                 metricsserver.Options{BindAddress: c.MetricsAddr, TLSOpts: tlsOpts},
+		HealthProbeBindAddress:  c.ProbeAddr,
+		GracefulShutdownTimeout: &shutdown,
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host: c.Host, Port: c.Port, CertDir: c.CertDir, TLSOpts: tlsOpts,
+		}),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+
+	synced, err := registerInformers(mgr.GetCache())
+	if err != nil {
+		return nil, err
+	}
+	h := &webhook.Handler{
+		Reader:   mgr.GetCache(),
+		Synced:   synced,
+		Options:  opts,
+		Recorder: mgr.GetEventRecorder("mtls-guard"),
+		Log:      log.WithName("decision"),
+	}
+	srv := mgr.GetWebhookServer()
+	srv.Register(webhook.Path, &admission.Webhook{Handler: h, RecoverPanic: ptr(true)})
+
+	started := srv.StartedChecker()
+	if err := mgr.AddHealthzCheck("webhook", started); err != nil {
+		return nil, fmt.Errorf("adding liveness check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("webhook", started); err != nil {
+		return nil, fmt.Errorf("adding readiness check: %w", err)
+	}
+	// Readiness, not liveness, waits for the cache: restarting the guard
+	// while the API server is unreachable would not bring the cache back.
+	if err := mgr.AddReadyzCheck("cache", func(r *http.Request) error { return synced(r.Context()) }); err != nil {
+		return nil, fmt.Errorf("adding cache readiness check: %w", err)
+	}
+	return mgr, nil
+}
+
+// registerInformers starts an informer for every kind the engine reads,
+// before the manager starts, and returns a check that fails until all of
+// them have synced.
+func registerInformers(c cache.Cache) (func(context.Context) error, error) {
+	var informers []cache.Informer
+	for _, obj := range cachestate.Objects() {
+		inf, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return nil, fmt.Errorf("creating informer for %T: %w", obj, err)
+		}
+		informers = append(informers, inf)
+	}
+	return func(context.Context) error {
+		for _, inf := range informers {
+			if !inf.HasSynced() {
+				return webhook.ErrNotSynced
+			}
+		}
+		return nil
+	}, nil
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,107 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	apisecurity "istio.io/api/security/v1beta1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mtls-guard/mtls-guard/internal/manifests"
+)
+
+// GuardUser is the user the guard authenticates as: the ServiceAccount of
+// deploy/, so that the shipped RBAC is what it runs with.
+const GuardUser = "system:serviceaccount:mtls-guard:mtls-guard"
+
+// GuardGroups are the groups the API server gives that ServiceAccount.
+var GuardGroups = []string{"system:serviceaccounts", "system:serviceaccounts:mtls-guard", "system:authenticated"}
+
+// Deploy is what the tests and the demo take from deploy/.
+type Deploy struct {
+	Webhook     *admissionregistrationv1.ValidatingWebhookConfiguration
+	ClusterRole string
+}
+
+// InstallRBAC renders deploy/ and creates its Namespace, ServiceAccount,
+// ClusterRole and ClusterRoleBinding.
+func InstallRBAC(ctx context.Context, c client.Client) (*Deploy, error) {
+	root, err := Root()
+	if err != nil {
+		return nil, err
+	}
+	objs, err := manifests.Render(filepath.Join(root, "deploy"))
+	if err != nil {
+		return nil, fmt.Errorf("rendering deploy/: %w", err)
+	}
+	ns, err := manifests.Namespace(objs)
+	if err != nil {
+		return nil, err
+	}
+	sa, err := manifests.ServiceAccount(objs)
+	if err != nil {
+		return nil, err
+	}
+	role, err := manifests.ClusterRole(objs)
+	if err != nil {
+		return nil, err
+	}
+	binding, err := manifests.ClusterRoleBinding(objs)
+	if err != nil {
+		return nil, err
+	}
+	vwc, err := manifests.WebhookConfiguration(objs)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range []client.Object{ns, sa, role, binding} {
+		if err := c.Create(ctx, o); err != nil {
+			return nil, fmt.Errorf("creating %T %s from deploy/: %w", o, o.GetName(), err)
+		}
+	}
+	return &Deploy{Webhook: vwc, ClusterRole: role.Name}, nil
+}
+
+// RegisterWebhook installs deploy/'s webhook configuration with only the
+// client config rewritten to url, then waits until the API server calls
+// the guard: a server-side dry run of STRICT next to an unmeshed pod in a
+// probe namespace is denied.
+func RegisterWebhook(ctx context.Context, c client.Client, d *Deploy, url string, caBundle []byte) error {
+	vwc := d.Webhook.DeepCopy()
+	for i := range vwc.Webhooks {
+		vwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle}
+	}
+	if err := c.Create(ctx, vwc); err != nil {
+		return fmt.Errorf("registering the webhook configuration: %w", err)
+	}
+	const probe = "mtls-guard-probe"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: probe}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating probe namespace: %w", err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: probe, Name: "unmeshed"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}}},
+	}
+	if err := c.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating probe pod: %w", err)
+	}
+	strict := &securityv1.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Namespace: probe, Name: "probe"}}
+	strict.Spec.Mtls = &apisecurity.PeerAuthentication_MutualTLS{Mode: apisecurity.PeerAuthentication_MutualTLS_STRICT}
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		last = c.Create(ctx, strict.DeepCopy(), client.DryRunAll)
+		return last != nil && apierrors.IsForbidden(last), nil
+	})
+	if err != nil {
+		return fmt.Errorf("the API server never called the guard: %w (last answer: %v)", err, last)
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+// Package webhook serves the guard's decision as a validating admission
+// webhook for Istio PeerAuthentications.
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/mtls-guard/mtls-guard/internal/cachestate"
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/policy"
+)
+
+// Path is where the webhook is served, for v1 and v1beta1 alike.
+const Path = "/validate-security-istio-io-v1-peerauthentication"
+
+// Event reasons.
+const (
+	ReasonDenied     = "StrictMTLSDenied"
+	ReasonOverridden = "StrictMTLSOverridden"
+)
+
+// Audit annotation keys; the API server prefixes them with the webhook name.
+const (
+	AuditDecision       = "decision"
+	AuditUnmeshed       = "unmeshed-workloads"
+	AuditOverrideReason = "override-reason"
+)
+
+// MaxWarningLength keeps each admission warning on one kubectl line.
+const MaxWarningLength = 119
+
+// ErrNotSynced is returned while the cache cannot answer.
+var ErrNotSynced = errors.New("the guard's cache has not synced with the API server yet; refusing to decide on an empty view")
+
+// Handler decides PeerAuthentication admission requests.
+type Handler struct {
+	// Reader is the manager's cache.
+	Reader client.Reader
+	// Synced reports whether the cache can answer; nil means always.
+	Synced func(context.Context) error
+	// Options configure the engine.
+	Options engine.Options
+	// Recorder records denial and override Events; nil records none.
+	Recorder events.EventRecorder
+	// Log receives one line per decision.
+	Log logr.Logger
+}
+
+var _ admission.Handler = (*Handler)(nil)
+
+// Handle implements admission.Handler.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	op := string(req.Operation)
+	log := h.Log.WithValues("uid", req.UID, "operation", op, "namespace", req.Namespace, "name", req.Name, "user", req.UserInfo.Username)
+	d, code, err := h.decide(ctx, req)
+	DecisionSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil {
+		Decisions.WithLabelValues(op, OutcomeError).Inc()
+		log.Error(err, "no decision", "code", code)
+		resp := admission.Errored(code, err)
+		resp.AuditAnnotations = map[string]string{AuditDecision: OutcomeError}
+		return resp
+	}
+	outcome := outcomeOf(d)
+	Decisions.WithLabelValues(op, outcome).Inc()
+	log.Info("decision", "outcome", outcome, "scope", d.Scope, "dryRun", req.DryRun != nil && *req.DryRun,
+		"touched", d.Touched, "unmeshed", workloadKeys(d.Unmeshed), "overrideReason", d.OverrideReason,
+		"duration", time.Since(start))
+	if req.DryRun == nil || !*req.DryRun {
+		h.record(ctx, req, d)
+	}
+	return response(d, outcome, req)
+}
+
+// decide decodes the request and asks the engine. The code is the HTTP
+// status to answer with when err is set.
+func (h *Handler) decide(ctx context.Context, req admission.Request) (*engine.Decision, int32, error) {
+	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
+	if !policy.IsPeerAuthentication(gvk) {
+		return nil, http.StatusBadRequest, fmt.Errorf("this webhook only decides security.istio.io/v1 and v1beta1 PeerAuthentications, got %s", gvk)
+	}
+	var op engine.Operation
+	raw := req.Object.Raw
+	switch req.Operation {
+	case admissionv1.Create:
+		op = engine.Create
+	case admissionv1.Update:
+		op = engine.Update
+	case admissionv1.Delete:
+		op, raw = engine.Delete, req.OldObject.Raw
+	default:
+		return nil, http.StatusBadRequest, fmt.Errorf("unsupported operation %q", req.Operation)
+	}
+	if len(raw) == 0 {
+		field := "object"
+		if op == engine.Delete {
+			field = "oldObject"
+		}
+		return nil, http.StatusBadRequest, fmt.Errorf("the AdmissionRequest has no %s to decide", field)
+	}
+	p, err := policy.Decode(raw)
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("decoding the PeerAuthentication: %w", err)
+	}
+	if p.Namespace == "" {
+		p.Namespace = req.Namespace
+	}
+	if h.Synced != nil {
+		if err := h.Synced(ctx); err != nil {
+			return nil, http.StatusServiceUnavailable, err
+		}
+	}
+	d, err := engine.Decide(cachestate.New(ctx, h.Reader), engine.Change{Operation: op, Policy: p}, h.Options)
+	if err != nil {
+		return nil, http.StatusInternalServerError, fmt.Errorf("deciding %s: %w", p.Key(), err)
+	}
+	return d, 0, nil
+}
+
+func outcomeOf(d *engine.Decision) string {
+	switch {
+	case d.Invalid:
+		return OutcomeInvalid
+	case d.Overridden:
+		return OutcomeOverridden
+	case d.Allowed:
+		return OutcomeAllowed
+	}
+	return OutcomeDenied
+}
+
+// response turns a decision into the admission answer.
+func response(d *engine.Decision, outcome string, req admission.Request) admission.Response {
+	resp := admission.ValidationResponse(d.Allowed, d.Message)
+	if !d.Allowed {
+		causes := make([]metav1.StatusCause, 0, len(d.Unmeshed))
+		for _, w := range d.Unmeshed {
+			causes = append(causes, metav1.StatusCause{
+				Type:    metav1.CauseType("UnmeshedWorkload"),
+				Message: w.String(),
+				Field:   w.Namespace + "/" + w.Kind + "/" + w.Name,
+			})
+		}
+		resp.Result.Details = &metav1.StatusDetails{
+			Name: req.Name, Group: policy.GroupName, Kind: "peerauthentications", Causes: causes,
+		}
+		if d.Invalid {
+			resp.Result.Reason = metav1.StatusReasonInvalid
+		}
+	}
+	for _, w := range d.Warnings {
+		resp.Warnings = append(resp.Warnings, shorten(w, MaxWarningLength))
+	}
+	resp.AuditAnnotations = map[string]string{
+		AuditDecision:       outcome,
+		AuditUnmeshed:       strings.Join(workloadKeys(d.Unmeshed), ","),
+		AuditOverrideReason: d.OverrideReason,
+	}
+	return resp
+}
+
+// record emits the audit Events; dry runs never get here.
+func (h *Handler) record(ctx context.Context, req admission.Request, d *engine.Decision) {
+	if h.Recorder == nil || (d.Allowed && !d.Overridden) || d.Invalid {
+		return
+	}
+	ns := &corev1.Namespace{}
+	namespace, _, _ := strings.Cut(d.Policy, "/")
+	if err := h.Reader.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+		// Events are best effort; the decision stands and is logged.
+		h.Log.Error(err, "no Event recorded: namespace not in cache", "namespace", namespace)
+		return
+	}
+	ns = ns.DeepCopy()
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	related := &securityv1.PeerAuthentication{}
+	related.SetGroupVersionKind(securityv1.SchemeGroupVersion.WithKind(policy.Kind))
+	related.Namespace, related.Name = namespace, strings.TrimPrefix(d.Policy, namespace+"/")
+	reason, action := ReasonDenied, "Deny"
+	if d.Overridden {
+		reason, action = ReasonOverridden, "Override"
+	}
+	note := fmt.Sprintf("%s %s: %s", req.Operation, d.Policy, strings.Join(workloadKeys(d.Unmeshed), ", "))
+	if d.Overridden {
+		note += fmt.Sprintf(" (override: %s)", d.OverrideReason)
+	}
+	h.Recorder.Eventf(ns, related, corev1.EventTypeWarning, reason, action, "%s", shorten(note, 1000))
+}
+
+func workloadKeys(ws []engine.Workload) []string {
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		out[i] = w.Namespace + "/" + w.Kind + "/" + w.Name
+	}
+	return out
+}
+
+func shorten(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}

@@ -1,0 +1,35 @@
+package webhook
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Outcomes of a decision, the values of the outcome label.
+const (
+	OutcomeAllowed    = "allowed"
+	OutcomeDenied     = "denied"
+	OutcomeOverridden = "overridden"
+	OutcomeInvalid    = "invalid"
+	OutcomeError      = "error"
+)
+
+var (
+	// Decisions counts decisions by operation and outcome.
+	Decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mtls_guard_decisions_total",
+		Help: "PeerAuthentication admission decisions by operation and outcome.",
+	}, []string{"operation", "outcome"})
+	// DecisionSeconds observes the time to decide, from decode to answer.
+	DecisionSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "mtls_guard_decision_duration_seconds",
+		Help:    "Time to decide a PeerAuthentication admission request.",
+		Buckets: []float64{0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5},
+	}, []string{"operation"})
+)
+
+func init() {
+	// The manager serves metrics.Registry, next to controller-runtime's own
+	// webhook metrics.
+	metrics.Registry.MustRegister(Decisions, DecisionSeconds)
+}
