@@ -369,3 +369,30 @@ func TestCommandWriteFailure(t *testing.T) {
 		t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
 	}
 }
+
+func TestRenew(t *testing.T) {
+	first, err := Issue("mtls-guard", "mtls-guard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := first.Renew("mtls-guard", "mtls-guard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(renewed.CACert, first.CACert) {
+		t.Error("renewal changed the CA: the caBundle would stop matching")
+	}
+	a, b := parse(t, first), parse(t, renewed)
+	if a.leaf.SerialNumber.Cmp(b.leaf.SerialNumber) == 0 || bytes.Equal(first.Key, renewed.Key) {
+		t.Error("renewal reused the serial number or the key")
+	}
+	if _, err := b.leaf.Verify(x509.VerifyOptions{Roots: a.roots, DNSName: "mtls-guard.mtls-guard.svc", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Errorf("renewed leaf does not verify against the original CA: %v", err)
+	}
+	if _, err := (&Bundle{CACert: first.CACert}).Renew("mtls-guard", "mtls-guard"); err == nil {
+		t.Error("a bundle without the CA key renewed")
+	}
+	if _, err := first.Renew("", "mtls-guard"); err == nil {
+		t.Error("renewal accepted an empty service name")
+	}
+}

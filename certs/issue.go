@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"crypto"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
@@ -37,6 +38,10 @@ type Bundle struct {
 	Cert []byte
 	// Key is the serving certificate's private key.
 	Key []byte
+
+	// caCert and caKey sign renewals; never written out.
+	caCert *x509.Certificate
+	caKey  crypto.Signer
 }
 
 // Option adjusts what Issue issues.
@@ -71,17 +76,10 @@ func WithDuration(d time.Duration) Option {
 // cert-manager's pki package as cert-manager's self-signed and CA issuers
 // do.
 func Issue(service, namespace string, opts ...Option) (*Bundle, error) {
-	if err := validateNames(service, namespace); err != nil {
+	o, err := parseOptions(service, namespace, opts)
+	if err != nil {
 		return nil, err
 	}
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.duration < 0 || o.duration > CADuration {
-		return nil, fmt.Errorf("serving certificate duration %v is outside (0, %v]", o.duration, CADuration)
-	}
-
 	ca := CACertificate(service, namespace)
 	caKey, err := pki.GeneratePrivateKeyForCertificate(ca)
 	if err != nil {
@@ -95,7 +93,37 @@ func Issue(service, namespace string, opts ...Option) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("self-signing CA certificate: %w", err)
 	}
+	return issueLeaf(service, namespace, o, caPEM, caCert, caKey)
+}
 
+// Renew signs a new serving certificate and key with the bundle's CA, as
+// cert-manager's CA issuer does on renewal: the caBundle stays valid.
+func (b *Bundle) Renew(service, namespace string, opts ...Option) (*Bundle, error) {
+	if b.caKey == nil {
+		return nil, errors.New("bundle has no CA key: only bundles from Issue can be renewed")
+	}
+	o, err := parseOptions(service, namespace, opts)
+	if err != nil {
+		return nil, err
+	}
+	return issueLeaf(service, namespace, o, b.CACert, b.caCert, b.caKey)
+}
+
+func parseOptions(service, namespace string, opts []Option) (options, error) {
+	var o options
+	if err := validateNames(service, namespace); err != nil {
+		return o, err
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.duration < 0 || o.duration > CADuration {
+		return o, fmt.Errorf("serving certificate duration %v is outside (0, %v]", o.duration, CADuration)
+	}
+	return o, nil
+}
+
+func issueLeaf(service, namespace string, o options, caPEM []byte, caCert *x509.Certificate, caKey crypto.Signer) (*Bundle, error) {
 	leaf := ServingCertificate(service, namespace)
 	for _, name := range o.dnsNames {
 		if name == "" {
@@ -128,7 +156,7 @@ func Issue(service, namespace string, opts ...Option) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding serving key: %w", err)
 	}
-	return &Bundle{CACert: caPEM, Cert: certPEM, Key: keyPEM}, nil
+	return &Bundle{CACert: caPEM, Cert: certPEM, Key: keyPEM, caCert: caCert, caKey: caKey}, nil
 }
 
 // template is pki.CertificateTemplateFromCertificate with NotBefore moved
