@@ -89,7 +89,24 @@ type Env struct {
 	*envtest.Environment
 	Config *rest.Config
 	BinDir string
+	// AuditLog is the API server's audit log (JSON lines): PeerAuthentication
+	// requests at Metadata level, which carries the webhook's audit
+	// annotations.
+	AuditLog string
+	dir      string
 }
+
+// auditPolicy records PeerAuthentication requests only.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  resources:
+  - group: security.istio.io
+    resources: [peerauthentications]
+- level: None
+`
 
 // Start starts etcd and kube-apiserver and installs Istio's CRDs.
 func Start() (*Env, error) {
@@ -101,17 +118,38 @@ func Start() (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	dir, err := os.MkdirTemp("", "mtls-guard-envtest-")
+	if err != nil {
+		return nil, err
+	}
+	policyFile := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(auditPolicy), 0o600); err != nil {
+		return nil, fmt.Errorf("writing audit policy: %w", err)
+	}
+	auditLog := filepath.Join(dir, "audit.log")
 	te := &envtest.Environment{
 		BinaryAssetsDirectory:    bin,
 		CRDInstallOptions:        envtest.CRDInstallOptions{Paths: []string{crds}, ErrorIfPathMissing: true},
 		ControlPlaneStartTimeout: time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 	}
+	te.ControlPlane.GetAPIServer().Configure().
+		Set("audit-policy-file", policyFile).
+		Set("audit-log-path", auditLog).
+		Set("audit-log-mode", "blocking")
 	cfg, err := te.Start()
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting envtest control plane from %s: %w", bin, err)
 	}
-	return &Env{Environment: te, Config: cfg, BinDir: bin}, nil
+	return &Env{Environment: te, Config: cfg, BinDir: bin, AuditLog: auditLog, dir: dir}, nil
+}
+
+// Stop stops the control plane and removes its files.
+func (e *Env) Stop() error {
+	err := e.Environment.Stop()
+	os.RemoveAll(e.dir)
+	return err
 }
 
 // Kubeconfig writes a kubeconfig for a user with the given groups into dir
