@@ -19,8 +19,10 @@ const reportUsage = `Usage: mtls-guard report [--cluster FILE]... [flags]
 
 Shows, per namespace, the effective namespace-level mTLS mode, the meshed
 and unmeshed pods, and whether a namespace-wide STRICT policy would be
-admitted now. Excluded namespaces are left out. Exit status: 0, or 2 on
-unusable input or usage.
+admitted now (an UPDATE of the namespace-wide policy Istio applies, where
+there is one). Excluded namespaces are left out. Overrides never count here:
+--allow-override is accepted only so that check and report share flags.
+Exit status: 0, or 2 on unusable input or usage.
 
 Flags:
 `

@@ -176,18 +176,20 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 			if !mesh.Counted(pod) {
 				continue
 			}
-			eb := lb.forPod(pod.Labels)
+			eb, ea := lb.forPod(pod.Labels), la.forPod(pod.Labels)
 			if own && p.HasSelector() && p.Matches(pod.Labels) {
 				matched++
 			}
 			if meshed, reason := mesh.Classify(pod, o.SidecarMode); !meshed {
 				up := unmeshedPod{pod: pod, reason: reason}
 				unmeshed = append(unmeshed, up)
-				if own && eb.anyStrict() {
+				// Drift is STRICT that predates the change and outlives
+				// it; a change that ends it is not warned about.
+				if own && eb.anyStrict() && ea.anyStrict() {
 					drift = append(drift, up)
 				}
 			}
-			if !touched && gains(eb, la.forPod(pod.Labels)) {
+			if !touched && gains(eb, ea) {
 				touched = true
 			}
 		}

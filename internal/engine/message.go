@@ -33,15 +33,22 @@ func invalidMessage(p *policy.Policy) string {
 }
 
 // ListWorkloads renders up to max workloads, one per line with the given
-// indent, then "and N more".
+// indent, then "and N more". Workloads carry their namespace only when they
+// span several.
 func ListWorkloads(ws []Workload, max int, indent string) string {
 	var b strings.Builder
+	many := len(ws) > 0 && ws[0].Namespace != ws[len(ws)-1].Namespace // sorted by namespace
 	for i, w := range ws {
 		if i == max {
 			fmt.Fprintf(&b, "%sand %d more\n", indent, len(ws)-max)
 			break
 		}
-		fmt.Fprintf(&b, "%s%s/%s\n", indent, w.Namespace, w.String())
+		if many {
+			fmt.Fprintf(&b, "%s%s/", indent, w.Namespace)
+		} else {
+			b.WriteString(indent)
+		}
+		fmt.Fprintf(&b, "%s\n", w.String())
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
@@ -70,7 +77,7 @@ func message(d *Decision, p *policy.Policy, o Options) string {
 }
 
 func overrideWarning(d *Decision) string {
-	return fmt.Sprintf("override: %d unmeshed %s lose plaintext access (reason: %s)",
+	return fmt.Sprintf("override: admitted with %d unmeshed %s cut off (reason: %q)",
 		len(d.Unmeshed), plural(len(d.Unmeshed), "workload", "workloads"), truncate(d.OverrideReason, 50))
 }
 

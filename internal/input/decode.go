@@ -264,7 +264,7 @@ func header(js []byte, def schema.GroupVersionKind) (map[string]json.RawMessage,
 		return nil, schema.GroupVersionKind{}, err
 	}
 	gv, err := schema.ParseGroupVersion(apiVersion)
-	if err != nil {
+	if err != nil || gv.Version == "" { // "group/" parses, without a version
 		return nil, schema.GroupVersionKind{}, fmt.Errorf("not a Kubernetes object: invalid apiVersion %q", apiVersion)
 	}
 	return fields, gv.WithKind(kind), nil

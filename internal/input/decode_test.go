@@ -69,6 +69,7 @@ func TestDecode(t *testing.T) {
 		{name: "empty kind", in: "apiVersion: v1\nkind: ''\n", wantErr: "document 1: not a Kubernetes object: kind is empty"},
 		{name: "kind not a string", in: "apiVersion: v1\nkind: [Pod]\n", wantErr: "document 1: not a Kubernetes object: kind is a sequence, want a string"},
 		{name: "bad apiVersion", in: "apiVersion: a/b/c\nkind: Pod\n", wantErr: `document 1: not a Kubernetes object: invalid apiVersion "a/b/c"`},
+		{name: "no version", in: "apiVersion: example.com/\nkind: Pod\n", wantErr: `document 1: not a Kubernetes object: invalid apiVersion "example.com/"`},
 		{name: "items not a list", in: "apiVersion: v1\nkind: List\nitems: {a: 1}\n", wantErr: "document 1: v1 List: items is not a list of objects"},
 		{name: "null item", in: "apiVersion: v1\nkind: List\nitems: [null]\n", wantErr: "document 1: item 1: not a Kubernetes object: the item is empty"},
 		{name: "item without kind in kubectl List", in: "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod}\n- {metadata: {name: x}}\n", wantErr: "document 1: item 2: not a Kubernetes object: apiVersion is missing"},
