@@ -96,11 +96,15 @@ type Env struct {
 	dir      string
 }
 
-// auditPolicy records PeerAuthentication requests only.
+// auditPolicy records PeerAuthentication requests, and every request of
+// the guard's ServiceAccount so that tests can see which permissions it
+// uses.
 const auditPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
+- level: Metadata
+  users: ["` + GuardUser + `"]
 - level: Metadata
   resources:
   - group: security.istio.io
