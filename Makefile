@@ -8,9 +8,8 @@ LDFLAGS    := -s -w -X github.com/mtls-guard/mtls-guard/internal/version.Version
 IMAGE      ?= ghcr.io/mtls-guard/mtls-guard:$(VERSION)
 CONTROLPLANE := internal/testenv/controlplane
 TESTBIN    := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kubectl
-FUZZTIME   ?= 30s
 
-.PHONY: all build build-static test unit e2e lint manifests testbin demo run fuzz bench image clean
+.PHONY: all build build-static test lint manifests testbin demo run image clean
 
 all: build
 
@@ -46,10 +45,6 @@ manifests: $(BIN)/kubectl
 test: testbin lint manifests build-static
 	go test -race -count=1 ./...
 
-## fuzz: run each fuzz target for FUZZTIME.
-fuzz:
-	go test ./internal/policy -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
-
 ## run: serve against the current kubeconfig (certificates in ./bin/certs).
 run: build
 	$(BIN)/mtls-guard certs --service mtls-guard --namespace mtls-guard --ip 127.0.0.1 --out $(BIN)/certs > /dev/null
@@ -65,3 +60,5 @@ clean:
 ## demo: the seed story on a local control plane, end to end.
 demo: testbin build
 	go run ./internal/demo
+
+include fuzz.mk bench.mk

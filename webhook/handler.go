@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -39,6 +41,8 @@ const (
 	AuditDecision       = "decision"
 	AuditUnmeshed       = "unmeshed-workloads"
 	AuditOverrideReason = "override-reason"
+	// AuditOverrideIgnored says why an override annotation did not count.
+	AuditOverrideIgnored = "override-ignored"
 )
 
 // MaxWarningLength keeps each admission warning on one kubectl line.
@@ -46,6 +50,10 @@ const MaxWarningLength = 119
 
 // ErrNotSynced is returned while the cache cannot answer.
 var ErrNotSynced = errors.New("the guard's cache has not synced with the API server yet; refusing to decide on an empty view")
+
+// ErrCacheStale is wrapped by the error returned while the cache has lost
+// the API server for longer than the guard tolerates.
+var ErrCacheStale = errors.New("the guard's cache is stale")
 
 // Handler decides PeerAuthentication admission requests.
 type Handler struct {
@@ -55,6 +63,10 @@ type Handler struct {
 	Synced func(context.Context) error
 	// Options configure the engine.
 	Options engine.Options
+	// OverrideGroups, when not empty, restricts the override annotation to
+	// requests whose user is in at least one of these groups; anyone else's
+	// override is ignored and the denial says why.
+	OverrideGroups []string
 	// Recorder records denial and override Events; nil records none.
 	Recorder events.EventRecorder
 	// Log receives one line per decision.
@@ -68,7 +80,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	start := time.Now()
 	op := string(req.Operation)
 	log := h.Log.WithValues("uid", req.UID, "operation", op, "namespace", req.Namespace, "name", req.Name, "user", req.UserInfo.Username)
-	d, code, err := h.decide(ctx, req)
+	d, ignored, code, err := h.decide(ctx, req)
 	DecisionSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	if err != nil {
 		Decisions.WithLabelValues(op, OutcomeError).Inc()
@@ -81,19 +93,28 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	Decisions.WithLabelValues(op, outcome).Inc()
 	log.Info("decision", "outcome", outcome, "scope", d.Scope, "dryRun", req.DryRun != nil && *req.DryRun,
 		"touched", d.Touched, "unmeshed", workloadKeys(d.Unmeshed), "overrideReason", d.OverrideReason,
-		"duration", time.Since(start))
+		"overrideIgnored", ignored != "", "duration", time.Since(start))
 	if req.DryRun == nil || !*req.DryRun {
 		h.record(ctx, req, d)
 	}
-	return response(d, outcome, req)
+	resp := response(d, outcome, req)
+	if ignored != "" {
+		resp.AuditAnnotations[AuditOverrideIgnored] = ignored
+	}
+	return resp
 }
 
-// decide decodes the request and asks the engine. The code is the HTTP
-// status to answer with when err is set.
-func (h *Handler) decide(ctx context.Context, req admission.Request) (*engine.Decision, int32, error) {
+// decide decodes the request and asks the engine. ignored says why an
+// override annotation did not count, when that turned into a denial. The
+// code is the HTTP status to answer with when err is set.
+func (h *Handler) decide(ctx context.Context, req admission.Request) (d *engine.Decision, ignored string, code int32, err error) {
+	if req.UID == "" {
+		// The API server always sends one and rejects an answer without it.
+		return nil, "", http.StatusBadRequest, errors.New("the AdmissionReview has no request.uid")
+	}
 	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
 	if !policy.IsPeerAuthentication(gvk) {
-		return nil, http.StatusBadRequest, fmt.Errorf("this webhook only decides security.istio.io/v1 and v1beta1 PeerAuthentications, got %s", gvk)
+		return nil, "", http.StatusBadRequest, fmt.Errorf("this webhook only decides security.istio.io/v1 and v1beta1 PeerAuthentications, got %s", gvk)
 	}
 	var op engine.Operation
 	raw := req.Object.Raw
@@ -105,32 +126,66 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) (*engine.De
 	case admissionv1.Delete:
 		op, raw = engine.Delete, req.OldObject.Raw
 	default:
-		return nil, http.StatusBadRequest, fmt.Errorf("unsupported operation %q", req.Operation)
+		return nil, "", http.StatusBadRequest, fmt.Errorf("unsupported operation %q", req.Operation)
 	}
 	if len(raw) == 0 {
 		field := "object"
 		if op == engine.Delete {
 			field = "oldObject"
 		}
-		return nil, http.StatusBadRequest, fmt.Errorf("the AdmissionRequest has no %s to decide", field)
+		return nil, "", http.StatusBadRequest, fmt.Errorf("the AdmissionRequest has no %s to decide", field)
 	}
 	p, err := policy.Decode(raw)
 	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("decoding the PeerAuthentication: %w", err)
+		return nil, "", http.StatusBadRequest, fmt.Errorf("decoding the PeerAuthentication: %w", err)
 	}
 	if p.Namespace == "" {
 		p.Namespace = req.Namespace
 	}
+	if p.Namespace == "" {
+		// PeerAuthentications are namespaced; to the cache, no namespace
+		// would mean every namespace.
+		return nil, "", http.StatusBadRequest, fmt.Errorf("PeerAuthentication %s has no namespace, in the object or the request", p.Name)
+	}
+	ignored = h.overrideIgnored(p, req.UserInfo)
+	if ignored != "" {
+		// Decide as if the annotation were absent: policy.Policy is
+		// shared read-only, so change a copy.
+		cp := *p
+		cp.OverrideReason = ""
+		p = &cp
+	}
 	if h.Synced != nil {
 		if err := h.Synced(ctx); err != nil {
-			return nil, http.StatusServiceUnavailable, err
+			return nil, "", http.StatusServiceUnavailable, err
 		}
 	}
-	d, err := engine.Decide(cachestate.New(ctx, h.Reader), engine.Change{Operation: op, Policy: p}, h.Options)
+	d, err = engine.Decide(cachestate.New(ctx, h.Reader), engine.Change{Operation: op, Policy: p}, h.Options)
 	if err != nil {
-		return nil, http.StatusInternalServerError, fmt.Errorf("deciding %s: %w", p.Key(), err)
+		return nil, "", http.StatusInternalServerError, fmt.Errorf("deciding %s: %w", p.Key(), err)
 	}
-	return d, 0, nil
+	if ignored != "" && !d.Allowed && !d.Invalid {
+		// Only a denial needs the note: an allowance did not need the override.
+		d.Message += "\n" + ignored
+		return d, ignored, 0, nil
+	}
+	return d, "", 0, nil
+}
+
+// overrideIgnored returns why the policy's override annotation does not
+// count for this user, or "" when it counts, is absent, or overrides are
+// disabled altogether (the engine then says so itself).
+func (h *Handler) overrideIgnored(p *policy.Policy, user authenticationv1.UserInfo) string {
+	if len(h.OverrideGroups) == 0 || p.OverrideReason == "" || !h.Options.AllowOverride {
+		return ""
+	}
+	for _, g := range user.Groups {
+		if slices.Contains(h.OverrideGroups, g) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("The %s annotation is ignored: user %q is not in an override group (%s).",
+		policy.OverrideAnnotation, user.Username, strings.Join(h.OverrideGroups, ", "))
 }
 
 func outcomeOf(d *engine.Decision) string {

@@ -65,6 +65,36 @@ func review(uid, kind, op string, object, old string) []byte {
 	return b
 }
 
+// reviewWith is a STRICT CREATE review changed by mutate.
+func reviewWith(uid string, mutate func(map[string]any)) string {
+	var r map[string]any
+	if err := json.Unmarshal(review(uid, "PeerAuthentication", "CREATE", strictJSON, ""), &r); err != nil {
+		panic(err)
+	}
+	mutate(r)
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// truncated cuts a review short after its request UID.
+func truncated(body []byte) string {
+	return string(body[:bytes.Index(body, []byte(`"userInfo"`))+5])
+}
+
+// sentUID finds request.uid in a JSON body, even a truncated one, the
+// plain way.
+func sentUID(body string) string {
+	_, rest, ok := strings.Cut(body, `"uid":"`)
+	if !ok {
+		return ""
+	}
+	uid, _, _ := strings.Cut(rest, `"`)
+	return uid
+}
+
 const strictJSON = `{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"default","namespace":"istio-demo"},"spec":{"mtls":{"mode":"STRICT"}}}`
 
 // TestBadRequests: whatever arrives, the answer is a clear error and never
@@ -84,6 +114,20 @@ func TestBadRequests(t *testing.T) {
 		{"wrong kind inside", string(review("u5", "PeerAuthentication", "CREATE", `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"}}`, "")), http.StatusBadRequest, "wrong kind"},
 		{"invalid mode", string(review("u6", "PeerAuthentication", "CREATE", `{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"default","namespace":"istio-demo"},"spec":{"mtls":{"mode":"STRCT"}}}`, "")), http.StatusForbidden, `unknown mTLS mode "STRCT"`},
 		{"unknown operation", string(review("u7", "PeerAuthentication", "CONNECT", strictJSON, "")), http.StatusBadRequest, "unsupported operation"},
+		{"truncated JSON", truncated(review("u8", "PeerAuthentication", "CREATE", strictJSON, "")), http.StatusBadRequest, "not a JSON AdmissionReview: unexpected end of JSON input"},
+		{"wrong AdmissionReview kind", reviewWith("u9", func(r map[string]any) { r["kind"] = "AdmissionResponse" }), http.StatusBadRequest, `unsupported AdmissionReview version: got apiVersion "admission.k8s.io/v1" kind "AdmissionResponse"`},
+		{"unsupported AdmissionReview version", reviewWith("u10", func(r map[string]any) { r["apiVersion"] = "admission.k8s.io/v2" }), http.StatusBadRequest, `unsupported AdmissionReview version: got apiVersion "admission.k8s.io/v2"`},
+		{"YAML, not JSON", "apiVersion: admission.k8s.io/v1\nkind: AdmissionReview\n", http.StatusBadRequest, "not a JSON AdmissionReview"},
+		{"no UID", string(review("", "PeerAuthentication", "CREATE", strictJSON, "")), http.StatusBadRequest, "the AdmissionReview has no request.uid"},
+		{"no request", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, http.StatusBadRequest, "the AdmissionReview has no request.uid"},
+		{"no namespace anywhere", reviewWith("u12", func(r map[string]any) {
+			req := r["request"].(map[string]any)
+			delete(req, "namespace")
+			req["object"] = json.RawMessage(`{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"default"},"spec":{"mtls":{"mode":"STRICT"}}}`)
+		}), http.StatusBadRequest, "PeerAuthentication default has no namespace"},
+		{"10 MiB body", reviewWith("u13", func(r map[string]any) {
+			r["request"].(map[string]any)["object"] = json.RawMessage(`{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"default","namespace":"istio-demo","annotations":{"pad":"` + strings.Repeat("x", 10<<20) + `"}},"spec":{"mtls":{"mode":"STRICT"}}}`)
+		}), http.StatusRequestEntityTooLarge, "request entity is too large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, resp := post(t, suite.guard, []byte(tc.body))
@@ -96,11 +140,11 @@ func TestBadRequests(t *testing.T) {
 			if resp.Result == nil || resp.Result.Code != tc.wantCode || !strings.Contains(resp.Result.Message, tc.wantMsg) {
 				t.Errorf("result = %+v, want code %d and message containing %q", resp.Result, tc.wantCode, tc.wantMsg)
 			}
-			var sent struct {
-				Request struct{ UID string } `json:"request"`
-			}
-			if json.Unmarshal([]byte(tc.body), &sent) == nil && sent.Request.UID != "" && string(resp.UID) != sent.Request.UID {
-				t.Errorf("response UID %q, want the request's %q", resp.UID, sent.Request.UID)
+			// The UID is echoed whenever the body names one, however broken
+			// the rest is; a body refused unread (over the size limit) has
+			// none to echo.
+			if uid := sentUID(tc.body); tc.wantCode != http.StatusRequestEntityTooLarge && string(resp.UID) != uid {
+				t.Errorf("response UID %q, want the request's %q", resp.UID, uid)
 			}
 		})
 	}

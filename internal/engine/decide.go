@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 
-	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
@@ -151,7 +150,7 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 		}
 	}
 
-	var blocking, drift []unmeshedPod
+	var blocking, drift []UnmeshedPod
 	matched := 0
 	for _, ns := range candidates {
 		before, after := nsBefore, nsAfter
@@ -166,36 +165,16 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 		if !own && sameLevel(&lb, &la) {
 			continue // nothing changes here: the namespace decides for itself
 		}
-		pods, err := c.Pods(ns)
+		f, err := podFacts(c, ns, o.SidecarMode)
 		if err != nil {
 			return nil, fmt.Errorf("listing pods in %s: %w", ns, err)
 		}
-		touched := false
-		var unmeshed []unmeshedPod
-		for _, pod := range pods {
-			if !mesh.Counted(pod) {
-				continue
-			}
-			eb, ea := lb.forPod(pod.Labels), la.forPod(pod.Labels)
-			if own && p.HasSelector() && p.Matches(pod.Labels) {
-				matched++
-			}
-			if meshed, reason := mesh.Classify(pod, o.SidecarMode); !meshed {
-				up := unmeshedPod{pod: pod, reason: reason}
-				unmeshed = append(unmeshed, up)
-				// Drift is STRICT that predates the change and outlives
-				// it; a change that ends it is not warned about.
-				if own && eb.anyStrict() && ea.anyStrict() {
-					drift = append(drift, up)
-				}
-			}
-			if !touched && gains(eb, ea) {
-				touched = true
-			}
-		}
-		if touched {
+		s := scanNamespace(f, &lb, &la, p, own)
+		matched += s.matched
+		drift = append(drift, s.drift...)
+		if s.touched {
 			d.Touched = append(d.Touched, ns)
-			blocking = append(blocking, unmeshed...)
+			blocking = append(blocking, f.Unmeshed...)
 		}
 	}
 

@@ -84,7 +84,7 @@ func overrideWarning(d *Decision) string {
 // addWarnings appends the spec's warnings: a policy Istio ignores, a
 // selector that matches no counted pod, drift, and a STRICT namespace
 // without injection.
-func (d *Decision) addWarnings(c Cluster, p *policy.Policy, o Options, nsAfter []*policy.Policy, matched int, drift []unmeshedPod) error {
+func (d *Decision) addWarnings(c Cluster, p *policy.Policy, o Options, nsAfter []*policy.Policy, matched int, drift []UnmeshedPod) error {
 	if d.Operation != Delete {
 		switch {
 		case d.Scope == Ignored:

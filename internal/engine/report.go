@@ -56,7 +56,7 @@ func DescribeNamespace(c Cluster, namespace string, o Options) (*NamespaceStatus
 	if err != nil {
 		return nil, fmt.Errorf("listing pods in %s: %w", namespace, err)
 	}
-	var unmeshed []unmeshedPod
+	var unmeshed []UnmeshedPod
 	for _, pod := range pods {
 		if !mesh.Counted(pod) {
 			continue
@@ -64,7 +64,7 @@ func DescribeNamespace(c Cluster, namespace string, o Options) (*NamespaceStatus
 		if meshed, reason := mesh.Classify(pod, o.SidecarMode); meshed {
 			st.Meshed++
 		} else {
-			unmeshed = append(unmeshed, unmeshedPod{pod: pod, reason: reason})
+			unmeshed = append(unmeshed, UnmeshedPod{Pod: pod, Reason: reason})
 		}
 	}
 	st.Unmeshed = len(unmeshed)

@@ -1,15 +1,14 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/mtls-guard/mtls-guard/internal/mesh"
 )
 
 // Workload is a group of unmeshed pods under one owner.
@@ -28,12 +27,6 @@ func (w Workload) String() string {
 		noun = "pod"
 	}
 	return fmt.Sprintf("%s/%s (%d %s: %s)", w.Kind, w.Name, len(w.Pods), noun, strings.Join(w.Reasons, ", "))
-}
-
-// unmeshedPod is one unmeshed pod and why.
-type unmeshedPod struct {
-	pod    *corev1.Pod
-	reason mesh.Reason
 }
 
 // owner finds the workload a pod belongs to by following controller owner
@@ -79,39 +72,52 @@ func owner(c Cluster, pod *corev1.Pod) (kind, name string, err error) {
 
 // group turns unmeshed pods into workloads, sorted by namespace, kind, name,
 // with pods and reasons sorted and unique.
-func group(c Cluster, pods []unmeshedPod) ([]Workload, error) {
+func group(c Cluster, pods []UnmeshedPod) ([]Workload, error) {
+	// Slices rather than sets per workload, and one backing array for
+	// every workload's pods: a workload has few reasons, and its pods are
+	// sorted and deduplicated once at the end.
 	type key struct{ ns, kind, name string }
-	type acc struct {
-		pods, reasons map[string]bool
-	}
-	byKey := map[key]*acc{}
-	for _, up := range pods {
-		kind, name, err := owner(c, up.pod)
+	byKey := make(map[key]int, len(pods)/4+1) // index into out
+	out := make([]Workload, 0, len(pods)/4+1) // never nil
+	of := make([]int, len(pods))              // the workload of each pod
+	var count []int                           // the pods of each workload
+	for j, up := range pods {
+		kind, name, err := owner(c, up.Pod)
 		if err != nil {
 			return nil, err
 		}
-		k := key{up.pod.Namespace, kind, name}
-		a := byKey[k]
-		if a == nil {
-			a = &acc{pods: map[string]bool{}, reasons: map[string]bool{}}
-			byKey[k] = a
+		k := key{up.Pod.Namespace, kind, name}
+		i, ok := byKey[k]
+		if !ok {
+			i = len(out)
+			byKey[k] = i
+			out = append(out, Workload{Namespace: k.ns, Kind: kind, Name: name})
+			count = append(count, 0)
 		}
-		a.pods[up.pod.Name] = true
-		a.reasons[string(up.reason)] = true
+		of[j] = i
+		count[i]++
+		w := &out[i]
+		if !slices.Contains(w.Reasons, string(up.Reason)) {
+			w.Reasons = append(w.Reasons, string(up.Reason))
+		}
 	}
-	out := make([]Workload, 0, len(byKey))
-	for k, a := range byKey {
-		out = append(out, Workload{Namespace: k.ns, Kind: k.kind, Name: k.name, Pods: sortedSet(a.pods), Reasons: sortedSet(a.reasons)})
+	names := make([]string, len(pods))
+	at := 0
+	for i := range out {
+		out[i].Pods = names[at : at : at+count[i]]
+		at += count[i]
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
-		}
-		if a.Kind != b.Kind {
-			return a.Kind < b.Kind
-		}
-		return a.Name < b.Name
+	for j, up := range pods {
+		w := &out[of[j]]
+		w.Pods = append(w.Pods, up.Pod.Name)
+	}
+	for i := range out {
+		slices.Sort(out[i].Pods)
+		out[i].Pods = slices.Compact(out[i].Pods)
+		slices.Sort(out[i].Reasons)
+	}
+	slices.SortFunc(out, func(a, b Workload) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Kind, b.Kind), strings.Compare(a.Name, b.Name))
 	})
 	return out, nil
 }

@@ -86,7 +86,7 @@ func TestGroup(t *testing.T) {
 	bare := testPod("b", "zz", nil)
 	deployPod := testPod("b", "aa", nil) // a Pod named like nothing else
 
-	got, err := group(s, []unmeshedPod{
+	got, err := group(s, []UnmeshedPod{
 		{web1, mesh.NoSidecar},
 		{db, mesh.HostNetwork},
 		{web2, mesh.ClassicSidecar},

@@ -29,8 +29,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/mtls-guard/mtls-guard/internal/cachestate"
 	"github.com/mtls-guard/mtls-guard/internal/engine"
@@ -57,16 +55,54 @@ type Config struct {
 	ProbeAddr         string
 	EnableHTTP2       bool
 	ShutdownTimeout   time.Duration
+	ReadHeaderTimeout time.Duration
+	// MaxCacheStaleness is how long the cache may fail to list and watch
+	// a kind before the guard stops deciding and reports not ready.
+	MaxCacheStaleness time.Duration
 	RootNamespace     string
 	SidecarMode       string
 	ExcludeNamespaces string
 	AllowOverride     bool
+	// OverrideGroups restricts the override annotation to these groups;
+	// empty means any user's override counts.
+	OverrideGroups []string
 	// OwnNamespace is the guard's namespace (POD_NAMESPACE), always excluded.
 	OwnNamespace string
 }
 
+// Fixed limits of the webhook server.
+const (
+	// readTimeout bounds reading a whole request: the API server gives a
+	// webhook at most 30s.
+	readTimeout    = 30 * time.Second
+	idleTimeout    = 90 * time.Second
+	maxHeaderBytes = 64 << 10
+)
+
 // Main parses the flags of `mtls-guard serve` and serves until ctx ends.
 func Main(ctx context.Context, args []string, stderr io.Writer) error {
+	c, zopts, err := parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := zap.New(zap.UseFlagOptions(zopts))
+	ctrl.SetLogger(log)
+
+	cfg, err := restConfig(c.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	mgr, err := New(cfg, c, log)
+	if err != nil {
+		return err
+	}
+	log.Info("starting mtls-guard", "port", c.Port, "certDir", c.CertDir, "rootNamespace", c.RootNamespace, "sidecarMode", c.SidecarMode,
+		"overrideGroups", c.OverrideGroups, "maxCacheStaleness", c.MaxCacheStaleness, "readHeaderTimeout", c.ReadHeaderTimeout)
+	return start(ctx, mgr, c.ShutdownTimeout)
+}
+
+// parse reads the command line of `mtls-guard serve`.
+func parse(args []string, stderr io.Writer) (Config, *zap.Options, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c Config
@@ -78,32 +114,31 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&c.EnableHTTP2, "enable-http2", false, "serve HTTP/2 too (off because of the HTTP/2 rapid-reset advisories)")
 	fs.DurationVar(&c.ShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may drain after SIGTERM")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send its request headers")
+	fs.DurationVar(&c.MaxCacheStaleness, "max-cache-staleness", 15*time.Second, "how long the cache may fail to list and watch the API server before requests get errors and /readyz fails")
 	fs.StringVar(&c.RootNamespace, "root-namespace", engine.DefaultRootNamespace, "Istio root namespace (aks-istio-system on the AKS Istio add-on)")
 	fs.StringVar(&c.SidecarMode, "sidecar-mode", string(mesh.Native), "which sidecars count as meshed: native (istio-proxy initContainer) or any (classic too)")
 	fs.StringVar(&c.ExcludeNamespaces, "exclude-namespaces", engine.DefaultExcludedNamespaces, "comma-separated namespaces whose pods are never counted (the root namespace and POD_NAMESPACE always are)")
 	fs.BoolVar(&c.AllowOverride, "allow-override", true, "honour the mtls-guard.io/override-reason annotation")
-	zopts := zap.Options{}
+	fs.Func("override-groups", "comma-separated groups whose members' mtls-guard.io/override-reason annotation counts (from the request's userInfo); empty: anyone's", func(v string) error {
+		c.OverrideGroups = splitList(v)
+		return nil
+	})
+	zopts := &zap.Options{}
 	zopts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return err
+		return Config{}, nil, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+		return Config{}, nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	for name, d := range map[string]time.Duration{"read-header-timeout": c.ReadHeaderTimeout, "max-cache-staleness": c.MaxCacheStaleness, "graceful-shutdown-timeout": c.ShutdownTimeout} {
+		if d <= 0 {
+			return Config{}, nil, fmt.Errorf("--%s must be positive, got %s", name, d)
+		}
 	}
 	c.OwnNamespace = os.Getenv("POD_NAMESPACE")
-	log := zap.New(zap.UseFlagOptions(&zopts))
-	ctrl.SetLogger(log)
-
-	cfg, err := restConfig(c.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	mgr, err := New(cfg, c, log)
-	if err != nil {
-		return err
-	}
-	log.Info("starting mtls-guard", "port", c.Port, "certDir", c.CertDir, "rootNamespace", c.RootNamespace, "sidecarMode", c.SidecarMode)
-	return start(ctx, mgr, c.ShutdownTimeout)
+	return c, zopts, nil
 }
 
 // start runs the manager until ctx ends. controller-runtime v0.25.2's
@@ -151,6 +186,7 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 	if !c.EnableHTTP2 {
 		tlsOpts = append(tlsOpts, func(t *tls.Config) { t.NextProtos = []string{"http/1.1"} })
 	}
+	health := newCacheHealth(c.MaxCacheStaleness, log.WithName("cache"))
 	shutdown := c.ShutdownTimeout
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: Scheme(),
@@ -163,31 +199,46 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Pod{}: {Transform: cachestate.StripPod},
 			},
+			DefaultWatchErrorHandler: health.watchErrorHandler,
+		},
+		NewCache: func(config *rest.Config, o cache.Options) (cache.Cache, error) {
+			// The cache gets its own HTTP client, whose requests tell
+			// whether it still reaches the API server.
+			config = rest.CopyConfig(config)
+			config.Wrap(health.roundTripper)
+			hc, err := rest.HTTPClientFor(config)
+			if err != nil {
+				return nil, fmt.Errorf("cache HTTP client: %w", err)
+			}
+			o.HTTPClient = hc
+			return cache.New(config, o)
 		},
 		Metrics:                 metricsserver.Options{BindAddress: c.MetricsAddr, TLSOpts: tlsOpts},
 		HealthProbeBindAddress:  c.ProbeAddr,
 		GracefulShutdownTimeout: &shutdown,
-		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
-			Host: c.Host, Port: c.Port, CertDir: c.CertDir, TLSOpts: tlsOpts,
+		WebhookServer: NewWebhookServer(WebhookOptions{
+			Host: c.Host, Port: c.Port, CertDir: c.CertDir, EnableHTTP2: c.EnableHTTP2,
+			ReadHeaderTimeout: c.ReadHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout,
+			MaxHeaderBytes: maxHeaderBytes, ShutdownTimeout: c.ShutdownTimeout, Log: log.WithName("webhook-server"),
 		}),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 
-	synced, err := registerInformers(mgr.GetCache())
-	if err != nil {
+	if err := registerInformers(mgr.GetCache(), health); err != nil {
 		return nil, err
 	}
 	h := &webhook.Handler{
-		Reader:   mgr.GetCache(),
-		Synced:   synced,
-		Options:  opts,
-		Recorder: mgr.GetEventRecorder("mtls-guard"),
-		Log:      log.WithName("decision"),
+		Reader:         mgr.GetCache(),
+		Synced:         health.Check,
+		Options:        opts,
+		OverrideGroups: c.OverrideGroups,
+		Recorder:       mgr.GetEventRecorder("mtls-guard"),
+		Log:            log.WithName("decision"),
 	}
 	srv := mgr.GetWebhookServer()
-	srv.Register(webhook.Path, &admission.Webhook{Handler: h, RecoverPanic: ptr(true)})
+	srv.Register(webhook.Path, webhook.NewHTTPHandler(h, log.WithName("admission")))
 
 	started := srv.StartedChecker()
 	if err := mgr.AddHealthzCheck("webhook", started); err != nil {
@@ -198,32 +249,32 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 	}
 	// Readiness, not liveness, waits for the cache: restarting the guard
 	// while the API server is unreachable would not bring the cache back.
-	if err := mgr.AddReadyzCheck("cache", func(r *http.Request) error { return synced(r.Context()) }); err != nil {
+	if err := mgr.AddReadyzCheck("cache", func(r *http.Request) error { return health.Check(r.Context()) }); err != nil {
 		return nil, fmt.Errorf("adding cache readiness check: %w", err)
 	}
 	return mgr, nil
 }
 
 // registerInformers starts an informer for every kind the engine reads,
-// before the manager starts, and returns a check that fails until all of
-// them have synced.
-func registerInformers(c cache.Cache) (func(context.Context) error, error) {
-	var informers []cache.Informer
+// before the manager starts, and has health wait for all of them to sync.
+func registerInformers(c cache.Cache, health *cacheHealth) error {
 	for _, obj := range cachestate.Objects() {
 		inf, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
 		if err != nil {
-			return nil, fmt.Errorf("creating informer for %T: %w", obj, err)
+			return fmt.Errorf("creating informer for %T: %w", obj, err)
 		}
-		informers = append(informers, inf)
+		health.watch(inf)
 	}
-	return func(context.Context) error {
-		for _, inf := range informers {
-			if !inf.HasSynced() {
-				return webhook.ErrNotSynced
-			}
-		}
-		return nil
-	}, nil
+	return nil
 }
 
-func ptr[T any](v T) *T { return &v }
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

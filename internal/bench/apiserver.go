@@ -1,0 +1,409 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"slices"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/flowcontrol"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mtls-guard/mtls-guard/certs"
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
+	"github.com/mtls-guard/mtls-guard/internal/server"
+	"github.com/mtls-guard/mtls-guard/internal/testenv"
+	"github.com/mtls-guard/mtls-guard/webhook"
+)
+
+// unlimited lifts client-side rate limiting, which would measure the
+// client rather than the server.
+func unlimited(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
+	return cfg
+}
+
+// throughAPIServer starts envtest, loads the clusters up to
+// c.apiserverPods, times the LIST peer at each size, then runs the
+// end-to-end load with the guard's cache holding the largest.
+func throughAPIServer(ctx context.Context, c config, guard guardTimes, out io.Writer) (err error) {
+	fmt.Fprintln(out, "starting envtest (etcd and kube-apiserver from bin/) ...")
+	env, err := testenv.Start()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := env.Stop(); serr != nil && err == nil {
+			err = fmt.Errorf("stopping envtest: %w", serr)
+		}
+	}()
+	cfg := unlimited(env.Config)
+	admin, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("admin client: %w", err)
+	}
+	// A Kyverno apiCall reads JSON.
+	jsonCfg := rest.CopyConfig(cfg)
+	jsonCfg.ContentType = "application/json"
+	cs, err := kubernetes.NewForConfig(jsonCfg)
+	if err != nil {
+		return err
+	}
+
+	var sizes []int
+	for _, s := range c.sizes {
+		if s <= c.apiserverPods {
+			sizes = append(sizes, s)
+		}
+	}
+	if len(sizes) == 0 {
+		return fmt.Errorf("no size up to -apiserver-pods=%d", c.apiserverPods)
+	}
+	fmt.Fprintln(out, "\n== Decision time with a LIST of the pods from the API server per request (as a Kyverno apiCall) vs the guard")
+	fmt.Fprintln(out, "   peer: LIST pods of the policy's namespace (all pods for a mesh-wide policy), JSON, then the same engine decides")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "decision\tpods\tguard\tLIST+decide\tLIST/guard\t")
+	loaded := 0
+	var gen *clustergen.Cluster
+	for _, size := range sizes {
+		gen = clustergen.New(c.cluster(size))
+		start := time.Now()
+		if err := load(ctx, admin, gen, loaded); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "   loaded %d pods into the API server in %s\n", size-loaded, time.Since(start).Round(time.Millisecond))
+		loaded = size
+		base, err := withoutPods(gen)
+		if err != nil {
+			return err
+		}
+		o := engine.DefaultOptions()
+		for _, d := range clustergen.Decisions {
+			ch, _, ok := gen.Change(d)
+			if !ok {
+				continue
+			}
+			peer := func() (*engine.Decision, error) { return listAndDecide(ctx, cs, base, ch, o) }
+			got, err := peer()
+			if err != nil {
+				return err
+			}
+			want, err := engine.Decide(gen.Snapshot(), ch, o)
+			if err != nil {
+				return err
+			}
+			if !reflect.DeepEqual(OutcomeOf(got), OutcomeOf(want)) {
+				return fmt.Errorf("%s at %d pods: the LIST peer decided %+v, the guard %+v", d, size, OutcomeOf(got), OutcomeOf(want))
+			}
+			m, err := measure(c.minTime, func() error { _, err := peer(); return err })
+			if err != nil {
+				return err
+			}
+			g := guard[d][size]
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t\n", d, size, formatDuration(g), m, ratio(m.perOp, g))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return endToEnd(ctx, c, env, admin, gen, out)
+}
+
+// load creates a generated cluster's namespaces, ReplicaSets and policies
+// (again, ignoring those that exist) and its pods from pod number from on.
+func load(ctx context.Context, c client.Client, gen *clustergen.Cluster, from int) error {
+	var objs []client.Object
+	for _, ns := range gen.Namespaces() {
+		objs = append(objs, ns)
+	}
+	for _, rs := range gen.ReplicaSets() {
+		objs = append(objs, rs)
+	}
+	for _, pa := range gen.Policies() {
+		objs = append(objs, pa)
+	}
+	for i := from; i < gen.NumPods(); i++ {
+		objs = append(objs, gen.Pod(i))
+	}
+	return createAll(ctx, c, objs, 16)
+}
+
+// createAll creates objects with a few workers; existing ones are kept.
+func createAll(ctx context.Context, c client.Client, objs []client.Object, workers int) error {
+	work := make(chan client.Object)
+	errc := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for o := range work {
+				o.SetResourceVersion("")
+				o.SetUID("")
+				if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+					errc <- fmt.Errorf("creating %T %s/%s: %w", o, o.GetNamespace(), o.GetName(), err)
+					return
+				}
+			}
+		}()
+	}
+	var err error
+feed:
+	for _, o := range objs {
+		select {
+		case work <- o:
+		case err = <-errc:
+			break feed
+		case <-ctx.Done():
+			err = ctx.Err()
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	close(errc)
+	if err == nil {
+		err = <-errc // nil when the channel is empty
+	}
+	return err
+}
+
+// withoutPods is the rest of the cluster, which the peer is given for
+// free: only the pods come from the API server on each request.
+func withoutPods(gen *clustergen.Cluster) (*engine.Snapshot, error) {
+	s := engine.NewSnapshot()
+	for _, ns := range gen.Namespaces() {
+		s.Add(ns)
+	}
+	for _, rs := range gen.ReplicaSets() {
+		s.Add(rs)
+	}
+	for _, pa := range gen.Policies() {
+		s.Add(pa)
+	}
+	return s, nil
+}
+
+// listed is a cluster whose pods were just listed from the API server.
+type listed struct {
+	engine.Cluster
+	pods       map[string][]*corev1.Pod
+	namespaces []string
+}
+
+func (l *listed) Pods(ns string) ([]*corev1.Pod, error) { return l.pods[ns], nil }
+func (l *listed) PodNamespaces() ([]string, error)      { return l.namespaces, nil }
+
+// listAndDecide is the Kyverno-style peer: LIST, then decide.
+func listAndDecide(ctx context.Context, cs kubernetes.Interface, base engine.Cluster, ch engine.Change, o engine.Options) (*engine.Decision, error) {
+	ns := ch.Policy.Namespace
+	if ns == o.RootNamespace {
+		ns = metav1.NamespaceAll
+	}
+	list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	l := &listed{Cluster: base, pods: map[string][]*corev1.Pod{}}
+	for i := range list.Items {
+		p := &list.Items[i]
+		if l.pods[p.Namespace] == nil {
+			l.namespaces = append(l.namespaces, p.Namespace)
+		}
+		l.pods[p.Namespace] = append(l.pods[p.Namespace], p)
+	}
+	slices.Sort(l.namespaces)
+	return engine.Decide(l, ch, o)
+}
+
+// guardProcess is an in-process `mtls-guard serve`.
+type guardProcess struct {
+	port   int
+	bundle *certs.Bundle
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startGuard runs server.Main, the code path of `mtls-guard serve`, as the
+// ServiceAccount of deploy/, on loopback, and waits until it is ready,
+// its cache synced.
+func startGuard(ctx context.Context, env *testenv.Env, dir string) (*guardProcess, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	probePort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	certDir := dir + "/certs"
+	bundle, err := certs.Issue("mtls-guard", "mtls-guard", certs.WithIPAddresses(net.IPv4(127, 0, 0, 1)), certs.WithDNSNames("localhost"))
+	if err != nil {
+		return nil, fmt.Errorf("issuing the serving certificate: %w", err)
+	}
+	if err := bundle.WriteDir(certDir); err != nil {
+		return nil, err
+	}
+	kubeconfig, err := env.Kubeconfig(dir, testenv.GuardUser, testenv.GuardGroups...)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{
+		"--kubeconfig", kubeconfig,
+		"--host", "127.0.0.1",
+		"--port", fmt.Sprint(port),
+		"--cert-dir", certDir,
+		"--metrics-bind-address", "0",
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort),
+		"--graceful-shutdown-timeout", "5s",
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	g := &guardProcess{port: port, bundle: bundle, cancel: cancel, done: make(chan error, 1)}
+	go func() { g.done <- server.Main(runCtx, args, os.Stderr) }()
+	ready := fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort)
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		select {
+		case err := <-g.done:
+			return false, fmt.Errorf("the guard exited before it was ready: %v", err)
+		default:
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ready, nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, nil // not listening yet
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		g.stop()
+		return nil, fmt.Errorf("waiting for the guard's /readyz: %w", err)
+	}
+	return g, nil
+}
+
+func (g *guardProcess) stop() {
+	g.cancel()
+	select {
+	case <-g.done:
+	case <-time.After(30 * time.Second):
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// endToEnd runs the load without and then with the guard registered.
+func endToEnd(ctx context.Context, c config, env *testenv.Env, admin client.Client, gen *clustergen.Cluster, out io.Writer) error {
+	dir, err := os.MkdirTemp("", "mtls-guard-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// The guard logs every decision, as deployed; keep that out of the
+	// tables.
+	logPath := dir + "/guard.log"
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	stderr := os.Stderr
+	os.Stderr = logFile
+	defer func() { os.Stderr = stderr }()
+
+	deploy, err := testenv.InstallRBAC(ctx, admin)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	g, err := startGuard(ctx, env, dir)
+	if err != nil {
+		return err
+	}
+	defer g.stop()
+	fmt.Fprintf(out, "\n== End to end: server-side dry-run applies of PeerAuthentications through the API server, %d clients, then %d, %s each\n", c.workers, c.quietWorkers, c.e2eDuration)
+	fmt.Fprintf(out, "   the guard (server.Main, its cache holding %d pods) was ready in %s; requests alternate namespace-wide and workload STRICT over %d namespaces\n",
+		gen.NumPods(), time.Since(start).Round(time.Millisecond), gen.Config().Namespaces)
+
+	dyn, err := dynamic.NewForConfig(unlimited(env.Config))
+	if err != nil {
+		return err
+	}
+	clients := []int{c.workers}
+	if c.quietWorkers > 0 {
+		clients = append(clients, c.quietWorkers)
+	}
+	without := make([]loadStats, len(clients))
+	for i, n := range clients {
+		if without[i], err = loadPhase(ctx, dyn, gen, n, c); err != nil {
+			return err
+		}
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path)
+	if err := testenv.RegisterWebhook(ctx, admin, deploy, url, g.bundle.CACert); err != nil {
+		return err
+	}
+	with := make([]loadStats, len(clients))
+	for i, n := range clients {
+		if with[i], err = loadPhase(ctx, dyn, gen, n, c); err != nil {
+			return err
+		}
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	var notes []string
+	fmt.Fprintln(tw, "clients\twebhook\trequests\treq/s\tadmitted\tdenied\terrors\tp50\tp99\tmax\tadded p50\tp50 ratio\t")
+	for i, n := range clients {
+		for _, r := range []struct {
+			name string
+			s    loadStats
+		}{{"not registered", without[i]}, {"guard registered", with[i]}} {
+			added, times := "", ""
+			if r.s.denied > 0 {
+				added = formatDuration(r.s.p50 - without[i].p50)
+				times = fmt.Sprintf("%.2f×", float64(r.s.p50)/float64(without[i].p50))
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%.0f\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", n, r.name, r.s.requests, r.s.rate, r.s.admitted, r.s.denied, r.s.errors,
+				formatDuration(r.s.p50), formatDuration(r.s.p99), formatDuration(r.s.max), added, times)
+			if r.s.firstErr != nil {
+				notes = append(notes, fmt.Sprintf("   first error (%d clients, %s): %v", n, r.name, r.s.firstErr))
+			}
+		}
+		if with[i].denied == 0 {
+			return errors.New("the guard denied nothing: was it called?")
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintln(out, n)
+	}
+	return nil
+}

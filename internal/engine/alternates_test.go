@@ -1,0 +1,78 @@
+package engine
+
+import (
+	"reflect"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// Alternate is another Cluster implementation that must decide every case
+// of the decision table exactly as a Snapshot of the same objects does.
+// Implementations that import this package (internal/index) register
+// themselves from the external test package, which this one cannot import.
+type Alternate struct {
+	Name string
+	// Decider builds the implementation from objects, added in order (a
+	// later object replaces an earlier one with the same key), and returns
+	// how it decides.
+	Decider func(t testing.TB, objs []runtime.Object, o Options) func(Change) (*Decision, error)
+}
+
+// Alternates are registered by the external test package's init.
+var Alternates []Alternate
+
+// caseObjects returns the objects of a decision case in the order the
+// snapshot of TestDecide adds them.
+func caseObjects(t testing.TB, tc *decideCase) []runtime.Object {
+	t.Helper()
+	var objs []runtime.Object
+	for _, f := range append([]string{"cluster.yaml"}, tc.fixtures...) {
+		objs = append(objs, fixtureObjects(t, f)...)
+	}
+	for _, p := range tc.existing {
+		objs = append(objs, p.object(t))
+	}
+	return objs
+}
+
+// TestDecideAlternates runs the whole decision table against every
+// alternate implementation and wants decisions identical to the
+// snapshot's, field by field.
+func TestDecideAlternates(t *testing.T) {
+	if len(Alternates) == 0 {
+		t.Skip("no alternate Cluster registered")
+	}
+	for _, alt := range Alternates {
+		for _, tc := range decideCases {
+			for _, version := range apiVersions {
+				for _, c := range compilers {
+					t.Run(alt.Name+"/"+tc.name+"/"+version+"/"+c.name, func(t *testing.T) {
+						objs := caseObjects(t, &tc)
+						s := NewSnapshot()
+						for _, o := range objs {
+							s.Add(o)
+						}
+						o := DefaultOptions()
+						if tc.opts != nil {
+							o = tc.opts()
+						}
+						ch := Change{Operation: tc.op, Policy: c.compile(t, tc.change.in(version))}
+						want, err := Decide(s, ch, o)
+						if err != nil {
+							t.Fatalf("snapshot: %v", err)
+						}
+						got, err := alt.Decider(t, objs, o)(ch)
+						if err != nil {
+							t.Fatalf("%s: %v", alt.Name, err)
+						}
+						if !reflect.DeepEqual(got, want) {
+							t.Errorf("%s decided\n%+v\nthe snapshot\n%+v", alt.Name, got, want)
+						}
+						checkDecision(t, got, &tc)
+					})
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"iter"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/mtls-guard/mtls-guard/internal/mesh"
+	"github.com/mtls-guard/mtls-guard/internal/policy"
+)
+
+// UnmeshedPod is a counted pod that is not in the mesh, and why.
+type UnmeshedPod struct {
+	Pod    *corev1.Pod
+	Reason mesh.Reason
+}
+
+// PodFacts is what a decision reads of the counted pods of one namespace:
+// how many there are, their distinct label sets, and the unmeshed ones.
+// Counted pods are those mesh.Counted accepts.
+type PodFacts struct {
+	// Counted is the number of counted pods.
+	Counted int
+	// LabelSets yields every distinct label set of the counted pods with
+	// the number of pods that carry it. Pods of one ReplicaSet share one,
+	// so selectors are matched per workload rather than per pod.
+	LabelSets iter.Seq2[map[string]string, int]
+	// Unmeshed lists the counted pods that are not meshed under the
+	// sidecar mode asked for, in any order.
+	Unmeshed []UnmeshedPod
+}
+
+// NamespaceFacts is an optional interface of a Cluster that keeps the
+// PodFacts of every namespace up to date, so that a decision costs the
+// namespaces it looks at and their label sets and unmeshed pods, not every
+// pod. Decide uses it when the Cluster implements it and reads Pods
+// otherwise; both give the same decision.
+type NamespaceFacts interface {
+	Cluster
+	// PodFacts returns the facts of a namespace under a sidecar mode. The
+	// engine reads them within one decision and never modifies them.
+	PodFacts(namespace string, mode mesh.SidecarMode) (PodFacts, error)
+}
+
+// podFacts returns a namespace's facts from the cluster: kept up to date
+// by a NamespaceFacts, or computed from its pods.
+func podFacts(c Cluster, namespace string, mode mesh.SidecarMode) (PodFacts, error) {
+	if f, ok := c.(NamespaceFacts); ok {
+		return f.PodFacts(namespace, mode)
+	}
+	pods, err := c.Pods(namespace)
+	if err != nil {
+		return PodFacts{}, err
+	}
+	return FactsOf(pods, mode), nil
+}
+
+// FactsOf computes the facts of one namespace's pods; each counted pod is
+// its own label set. It is what a Cluster without NamespaceFacts gives.
+func FactsOf(pods []*corev1.Pod, mode mesh.SidecarMode) PodFacts {
+	f := PodFacts{LabelSets: func(yield func(map[string]string, int) bool) {
+		for _, pod := range pods {
+			if mesh.Counted(pod) && !yield(pod.Labels, 1) {
+				return
+			}
+		}
+	}}
+	for _, pod := range pods {
+		if !mesh.Counted(pod) {
+			continue
+		}
+		f.Counted++
+		if meshed, reason := mesh.Classify(pod, mode); !meshed {
+			f.Unmeshed = append(f.Unmeshed, UnmeshedPod{Pod: pod, Reason: reason})
+		}
+	}
+	return f
+}
+
+// nsScan is what one namespace adds to a decision.
+type nsScan struct {
+	// touched is set when some counted pod gains strictness.
+	touched bool
+	// matched counts counted pods that the changed policy's selector
+	// matches in its own namespace; the count may stop early once it is
+	// positive, which is all that the warnings read.
+	matched int
+	// drift lists the own namespace's unmeshed pods under STRICT both
+	// before and after the change.
+	drift []UnmeshedPod
+}
+
+// scanNamespace decides one namespace from its facts, given its
+// resolutions before (lb) and after (la) the change of p. own says whether
+// it is p's namespace.
+func scanNamespace(f PodFacts, lb, la *level, p *policy.Policy, own bool) nsScan {
+	var s nsScan
+	selector := own && p.HasSelector()
+	if !selector && len(lb.workload) == 0 && len(la.workload) == 0 {
+		// Every pod of the namespace resolves alike: one comparison.
+		s.touched = f.Counted > 0 && gains(effective{def: lb.mode}, effective{def: la.mode})
+	} else {
+		s.touched, s.matched = scanLabelSets(f.LabelSets, *lb, *la, p, selector)
+	}
+	if own {
+		for _, up := range f.Unmeshed {
+			// Drift is STRICT that predates the change and outlives it; a
+			// change that ends it is not warned about.
+			if lb.forPod(up.Pod.Labels).anyStrict() && la.forPod(up.Pod.Labels).anyStrict() {
+				s.drift = append(s.drift, up)
+			}
+		}
+	}
+	return s
+}
+
+// scanLabelSets reports whether a pod of some label set gains strictness
+// and counts the pods that p's selector matches when selector is set. It
+// takes the levels by value: the loop body is a closure, and whatever it
+// captures moves to the heap, which the common path without workload
+// policies should not pay for.
+func scanLabelSets(sets iter.Seq2[map[string]string, int], lb, la level, p *policy.Policy, selector bool) (touched bool, matched int) {
+	for labels, n := range sets {
+		if selector && p.Matches(labels) {
+			matched += n
+		}
+		if !touched && gains(lb.forPod(labels), la.forPod(labels)) {
+			touched = true
+		}
+		if touched && (!selector || matched > 0) {
+			break
+		}
+	}
+	return touched, matched
+}

@@ -1,0 +1,536 @@
+// Package index keeps the guard's view of the cluster up to date from
+// informer events, so that a decision costs what changes: per namespace it
+// holds the compiled policies, the number of counted pods, their distinct
+// label sets and the unmeshed pods with their reasons under both sidecar
+// modes. A namespace-wide decision then costs that namespace's unmeshed
+// pods and label sets, and a mesh-wide one the namespaces and the unmeshed
+// pods, not every pod of the cluster.
+//
+// An Index is an engine.Cluster. Its Decide method runs engine.Decide under
+// one read lock on the index's own facts (engine.NamespaceFacts), which is
+// the fast path; passing the Index itself to engine.Decide works too, one
+// lock per lookup, through the pods.
+package index
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/mesh"
+	"github.com/mtls-guard/mtls-guard/internal/policy"
+)
+
+// Index is an engine.Cluster maintained from informer events. It is safe
+// for concurrent use: events take a write lock, reads a read lock. The
+// objects it returns are the informers' and must not be modified.
+type Index struct {
+	opts engine.Options
+	mu   sync.RWMutex
+	st   state
+}
+
+var (
+	_ engine.Cluster                  = (*Index)(nil)
+	_ engine.NamespaceFacts           = (*state)(nil)
+	_ toolscache.ResourceEventHandler = (*Index)(nil)
+)
+
+// New returns an empty index that decides with opts.
+func New(opts engine.Options) *Index {
+	return &Index{opts: opts, st: state{namespaces: map[string]*namespace{}}}
+}
+
+// Decide decides a change on a consistent view of the index: it holds the
+// read lock for the whole decision, so events wait at most that long.
+func (ix *Index) Decide(ch engine.Change) (*engine.Decision, error) {
+	return ix.DecideWith(ch, ix.opts)
+}
+
+// DecideWith is Decide with other options; the index answers for either
+// sidecar mode.
+func (ix *Index) DecideWith(ch engine.Change, o engine.Options) (*engine.Decision, error) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return engine.Decide(&ix.st, ch, o)
+}
+
+// Informer is what the index needs of an informer; controller-runtime's
+// cache.Informer and client-go's SharedInformer both have it.
+type Informer interface {
+	AddEventHandler(handler toolscache.ResourceEventHandler) (toolscache.ResourceEventHandlerRegistration, error)
+}
+
+// Attach registers the index as an event handler of every informer (one
+// each for Pods, Namespaces, ReplicaSets, Jobs and PeerAuthentications)
+// and returns a check that reports whether all of them have delivered
+// their initial lists to the index; decide only once it is true.
+func (ix *Index) Attach(informers ...Informer) (hasSynced func() bool, err error) {
+	regs := make([]toolscache.ResourceEventHandlerRegistration, 0, len(informers))
+	for _, inf := range informers {
+		reg, err := inf.AddEventHandler(ix)
+		if err != nil {
+			return nil, fmt.Errorf("adding the index's event handler: %w", err)
+		}
+		regs = append(regs, reg)
+	}
+	return func() bool {
+		for _, r := range regs {
+			if !r.HasSynced() {
+				return false
+			}
+		}
+		return true
+	}, nil
+}
+
+// OnAdd implements toolscache.ResourceEventHandler.
+func (ix *Index) OnAdd(obj any, _ bool) { ix.Add(obj) }
+
+// OnUpdate implements toolscache.ResourceEventHandler. Objects are keyed
+// by namespace and name, which an update never changes.
+func (ix *Index) OnUpdate(_, newObj any) { ix.Add(newObj) }
+
+// OnDelete implements toolscache.ResourceEventHandler; it accepts the
+// informers' tombstones.
+func (ix *Index) OnDelete(obj any) {
+	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.st.remove(obj)
+}
+
+// Add creates or replaces an object of a kind the engine reads and
+// reports whether it did; other kinds are ignored.
+func (ix *Index) Add(obj any) bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.st.add(obj)
+}
+
+// Stats counts what the index holds.
+type Stats struct {
+	Namespaces, Pods, Counted, LabelSets, Policies int
+	// Unmeshed counts the counted pods unmeshed under --sidecar-mode=native.
+	Unmeshed int
+}
+
+// Stats counts what the index holds, for logs and tests.
+func (ix *Index) Stats() Stats {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var s Stats
+	for _, n := range ix.st.namespaces {
+		s.Namespaces++
+		s.Pods += len(n.pods)
+		s.Counted += n.counted
+		s.LabelSets += len(n.classes)
+		s.Policies += len(n.policies)
+		s.Unmeshed += len(n.unmeshed[0].pods)
+	}
+	return s
+}
+
+// Namespace implements engine.Cluster.
+func (ix *Index) Namespace(name string) (*corev1.Namespace, error) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.st.Namespace(name)
+}
+
+// PodNamespaces implements engine.Cluster. The slice is shared and must not
+// be modified.
+func (ix *Index) PodNamespaces() ([]string, error) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.st.PodNamespaces()
+}
+
+// Pods implements engine.Cluster with a fresh slice.
+func (ix *Index) Pods(namespace string) ([]*corev1.Pod, error) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.st.Pods(namespace)
+}
+
+// ReplicaSet implements engine.Cluster.
+func (ix *Index) ReplicaSet(namespace, name string) (*appsv1.ReplicaSet, error) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.st.ReplicaSet(namespace, name)
+}
+
+// Job implements engine.Cluster.
+func (ix *Index) Job(namespace, name string) (*batchv1.Job, error) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.st.Job(namespace, name)
+}
+
+// Policies implements engine.Cluster. The slice is shared and must not be
+// modified.
+func (ix *Index) Policies(namespace string) ([]*policy.Policy, error) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.st.Policies(namespace)
+}
+
+// state is the index's data; its methods take no lock.
+type state struct {
+	namespaces map[string]*namespace
+	// podNamespaces lists the namespaces that hold pods, sorted; it is
+	// replaced, never modified, so that readers may keep it.
+	podNamespaces []string
+}
+
+// namespace is what the index holds for one namespace.
+type namespace struct {
+	obj         *corev1.Namespace
+	policies    map[string]*policy.Policy
+	policyList  []*policy.Policy // replaced, never modified
+	replicaSets map[string]*appsv1.ReplicaSet
+	jobs        map[string]*batchv1.Job
+	pods        map[string]*podEntry
+	// counted is the number of counted pods, classes groups them by label
+	// set, and unmeshed lists the unmeshed ones per sidecar mode.
+	counted  int
+	classes  map[string]*labelClass
+	unmeshed [len(modes)]unmeshedList
+	// eachLabelSet is labelSets as a func value, made once rather than on
+	// every decision.
+	eachLabelSet func(yield func(map[string]string, int) bool)
+}
+
+// modes are the sidecar modes the index classifies every pod under, so
+// that one index answers for either.
+var modes = [...]mesh.SidecarMode{mesh.Native, mesh.Any}
+
+func modeIndex(m mesh.SidecarMode) (int, error) {
+	for i, mode := range modes {
+		if mode == m {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown sidecar mode %q", m)
+}
+
+// podEntry is one pod of a namespace.
+type podEntry struct {
+	pod *corev1.Pod
+	// class is the pod's label set; nil when the pod is not counted.
+	class *labelClass
+	// slot is the pod's position in the namespace's unmeshed list of each
+	// mode, or -1 when it is meshed there.
+	slot [len(modes)]int32
+}
+
+// labelClass is a distinct label set of counted pods.
+type labelClass struct {
+	key    string
+	labels map[string]string
+	pods   int
+}
+
+// unmeshedList is a set of unmeshed pods kept as a slice, so that the
+// engine reads it without a copy; removal swaps in the last element.
+type unmeshedList struct {
+	pods    []engine.UnmeshedPod
+	entries []*podEntry
+}
+
+func (l *unmeshedList) add(e *podEntry, m int, reason mesh.Reason) {
+	e.slot[m] = int32(len(l.pods))
+	l.pods = append(l.pods, engine.UnmeshedPod{Pod: e.pod, Reason: reason})
+	l.entries = append(l.entries, e)
+}
+
+func (l *unmeshedList) remove(e *podEntry, m int) {
+	i, last := e.slot[m], len(l.pods)-1
+	l.pods[i], l.entries[i] = l.pods[last], l.entries[last]
+	l.entries[i].slot[m] = i
+	l.pods[last], l.entries[last] = engine.UnmeshedPod{}, nil
+	l.pods, l.entries = l.pods[:last], l.entries[:last]
+	e.slot[m] = -1
+}
+
+// labelKey renders a label set canonically: sorted, NUL-separated (NUL
+// appears in no label key or value).
+func labelKey(labels map[string]string) string {
+	if len(labels) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(labels))
+	n := 0
+	for k, v := range labels {
+		keys = append(keys, k)
+		n += len(k) + len(v) + 2
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.Grow(n)
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(labels[k])
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// ns returns the namespace's state, creating it.
+func (s *state) ns(name string) *namespace {
+	n := s.namespaces[name]
+	if n == nil {
+		n = &namespace{
+			policies:    map[string]*policy.Policy{},
+			replicaSets: map[string]*appsv1.ReplicaSet{},
+			jobs:        map[string]*batchv1.Job{},
+			pods:        map[string]*podEntry{},
+			classes:     map[string]*labelClass{},
+		}
+		n.eachLabelSet = n.labelSets
+		s.namespaces[name] = n
+	}
+	return n
+}
+
+// gc drops a namespace that holds nothing.
+func (s *state) gc(name string) {
+	if n := s.namespaces[name]; n != nil && n.obj == nil && len(n.policies) == 0 && len(n.replicaSets) == 0 &&
+		len(n.jobs) == 0 && len(n.pods) == 0 {
+		delete(s.namespaces, name)
+	}
+}
+
+func (s *state) add(obj any) bool {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		s.setPod(o)
+	case *corev1.Namespace:
+		s.ns(o.Name).obj = o
+	case *appsv1.ReplicaSet:
+		s.ns(o.Namespace).replicaSets[o.Name] = o
+	case *batchv1.Job:
+		s.ns(o.Namespace).jobs[o.Name] = o
+	case *securityv1.PeerAuthentication:
+		s.setPolicy(policy.FromV1(o))
+	case *securityv1beta1.PeerAuthentication:
+		s.setPolicy(policy.FromV1beta1(o))
+	default:
+		return false
+	}
+	return true
+}
+
+func (s *state) remove(obj any) {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		s.deletePod(o.Namespace, o.Name)
+	case *corev1.Namespace:
+		if n := s.namespaces[o.Name]; n != nil {
+			n.obj = nil
+			s.gc(o.Name)
+		}
+	case *appsv1.ReplicaSet:
+		if n := s.namespaces[o.Namespace]; n != nil {
+			delete(n.replicaSets, o.Name)
+			s.gc(o.Namespace)
+		}
+	case *batchv1.Job:
+		if n := s.namespaces[o.Namespace]; n != nil {
+			delete(n.jobs, o.Name)
+			s.gc(o.Namespace)
+		}
+	case *securityv1.PeerAuthentication:
+		s.deletePolicy(o.Namespace, o.Name)
+	case *securityv1beta1.PeerAuthentication:
+		s.deletePolicy(o.Namespace, o.Name)
+	}
+}
+
+func (s *state) setPolicy(p *policy.Policy) {
+	n := s.ns(p.Namespace)
+	n.policies[p.Name] = p
+	n.listPolicies()
+}
+
+func (s *state) deletePolicy(namespace, name string) {
+	n := s.namespaces[namespace]
+	if n == nil {
+		return
+	}
+	if _, ok := n.policies[name]; ok {
+		delete(n.policies, name)
+		n.listPolicies()
+	}
+	s.gc(namespace)
+}
+
+// listPolicies replaces the policy list, sorted by name.
+func (n *namespace) listPolicies() {
+	l := make([]*policy.Policy, 0, len(n.policies))
+	for _, p := range n.policies {
+		l = append(l, p)
+	}
+	slices.SortFunc(l, func(a, b *policy.Policy) int { return strings.Compare(a.Name, b.Name) })
+	n.policyList = l
+}
+
+func (s *state) setPod(pod *corev1.Pod) {
+	n := s.ns(pod.Namespace)
+	e := n.pods[pod.Name]
+	if e == nil {
+		if len(n.pods) == 0 {
+			s.addPodNamespace(pod.Namespace)
+		}
+		e = &podEntry{}
+		n.pods[pod.Name] = e
+	} else {
+		n.forget(e)
+	}
+	e.pod, e.slot = pod, [len(modes)]int32{-1, -1}
+	if !mesh.Counted(pod) {
+		return
+	}
+	key := labelKey(pod.Labels)
+	c := n.classes[key]
+	if c == nil {
+		c = &labelClass{key: key, labels: pod.Labels}
+		n.classes[key] = c
+	}
+	c.pods++
+	e.class = c
+	n.counted++
+	for m, mode := range modes {
+		if meshed, reason := mesh.Classify(pod, mode); !meshed {
+			n.unmeshed[m].add(e, m, reason)
+		}
+	}
+}
+
+// forget takes a pod out of the namespace's facts.
+func (n *namespace) forget(e *podEntry) {
+	if c := e.class; c != nil {
+		if c.pods--; c.pods == 0 {
+			delete(n.classes, c.key)
+		}
+		e.class = nil
+		n.counted--
+	}
+	for m := range modes {
+		if e.slot[m] >= 0 {
+			n.unmeshed[m].remove(e, m)
+		}
+	}
+}
+
+func (s *state) deletePod(namespace, name string) {
+	n := s.namespaces[namespace]
+	if n == nil {
+		return
+	}
+	e := n.pods[name]
+	if e == nil {
+		return
+	}
+	n.forget(e)
+	delete(n.pods, name)
+	if len(n.pods) == 0 {
+		s.removePodNamespace(namespace)
+	}
+	s.gc(namespace)
+}
+
+func (s *state) addPodNamespace(name string) {
+	i, found := slices.BinarySearch(s.podNamespaces, name)
+	if !found {
+		s.podNamespaces = slices.Insert(slices.Clip(s.podNamespaces), i, name)
+	}
+}
+
+func (s *state) removePodNamespace(name string) {
+	if i, found := slices.BinarySearch(s.podNamespaces, name); found {
+		s.podNamespaces = slices.Delete(slices.Clone(s.podNamespaces), i, i+1)
+	}
+}
+
+// Namespace implements engine.Cluster.
+func (s *state) Namespace(name string) (*corev1.Namespace, error) {
+	if n := s.namespaces[name]; n != nil {
+		return n.obj, nil
+	}
+	return nil, nil
+}
+
+// PodNamespaces implements engine.Cluster.
+func (s *state) PodNamespaces() ([]string, error) { return s.podNamespaces, nil }
+
+// Pods implements engine.Cluster.
+func (s *state) Pods(namespace string) ([]*corev1.Pod, error) {
+	n := s.namespaces[namespace]
+	if n == nil {
+		return nil, nil
+	}
+	out := make([]*corev1.Pod, 0, len(n.pods))
+	for _, e := range n.pods {
+		out = append(out, e.pod)
+	}
+	return out, nil
+}
+
+// ReplicaSet implements engine.Cluster.
+func (s *state) ReplicaSet(namespace, name string) (*appsv1.ReplicaSet, error) {
+	if n := s.namespaces[namespace]; n != nil {
+		return n.replicaSets[name], nil
+	}
+	return nil, nil
+}
+
+// Job implements engine.Cluster.
+func (s *state) Job(namespace, name string) (*batchv1.Job, error) {
+	if n := s.namespaces[namespace]; n != nil {
+		return n.jobs[name], nil
+	}
+	return nil, nil
+}
+
+// Policies implements engine.Cluster.
+func (s *state) Policies(namespace string) ([]*policy.Policy, error) {
+	if n := s.namespaces[namespace]; n != nil {
+		return n.policyList, nil
+	}
+	return nil, nil
+}
+
+// PodFacts implements engine.NamespaceFacts.
+func (s *state) PodFacts(namespace string, mode mesh.SidecarMode) (engine.PodFacts, error) {
+	m, err := modeIndex(mode)
+	if err != nil {
+		return engine.PodFacts{}, err
+	}
+	n := s.namespaces[namespace]
+	if n == nil {
+		return engine.PodFacts{LabelSets: func(func(map[string]string, int) bool) {}}, nil
+	}
+	return engine.PodFacts{Counted: n.counted, LabelSets: n.eachLabelSet, Unmeshed: n.unmeshed[m].pods}, nil
+}
+
+func (n *namespace) labelSets(yield func(map[string]string, int) bool) {
+	for _, c := range n.classes {
+		if !yield(c.labels, c.pods) {
+			return
+		}
+	}
+}
