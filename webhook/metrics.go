@@ -32,23 +32,10 @@ var (
 		Name: "mtls_guard_webhook_requests_in_flight",
 		Help: "Webhook HTTP requests being served.",
 	})
-	// Requests counts webhook HTTP requests by status code; admission
-	// errors are answered with 200 and counted in Decisions.
-	Requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "mtls_guard_webhook_requests_total",
-		Help: "Webhook HTTP requests by status code.",
-	}, []string{"code"})
-	// RequestSeconds observes webhook HTTP requests, from the first header
-	// byte read to the answer written.
-	RequestSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "mtls_guard_webhook_request_duration_seconds",
-		Help:    "Time to serve a webhook HTTP request.",
-		Buckets: []float64{0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5},
-	}, []string{})
 )
 
 func init() {
 	// The manager serves metrics.Registry, next to controller-runtime's own
 	// webhook metrics.
-	metrics.Registry.MustRegister(Decisions, DecisionSeconds, RequestsInFlight, Requests, RequestSeconds)
+	metrics.Registry.MustRegister(Decisions, DecisionSeconds, RequestsInFlight)
 }

@@ -29,6 +29,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
 )
 
@@ -92,6 +95,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "mtls-guard benchmarks: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	fmt.Fprintf(out, "clusters: %d pods per namespace, 5%% unmeshed (one Deployment in 20), native sidecars elsewhere\n\n", c.perNamespace)
 
+	// envtest logs through controller-runtime's global logger, which
+	// otherwise complains that nobody set it; the guard logs through its own.
+	ctrllog.SetLogger(logr.Discard())
 	start := time.Now()
 	guard, err := inProcess(ctx, c, out)
 	if err != nil {

@@ -151,6 +151,7 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 	}
 
 	var blocking, drift []UnmeshedPod
+	var grouped [][]Workload // of touched namespaces whose facts group them
 	matched := 0
 	for _, ns := range candidates {
 		before, after := nsBefore, nsAfter
@@ -174,11 +175,19 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 		drift = append(drift, s.drift...)
 		if s.touched {
 			d.Touched = append(d.Touched, ns)
-			blocking = append(blocking, f.Unmeshed...)
+			if f.Workloads == nil {
+				blocking = append(blocking, f.Unmeshed...)
+			} else {
+				ws, err := f.Workloads()
+				if err != nil {
+					return nil, fmt.Errorf("grouping the unmeshed pods of %s: %w", ns, err)
+				}
+				grouped = append(grouped, ws)
+			}
 		}
 	}
 
-	if d.Unmeshed, err = group(c, blocking); err != nil {
+	if d.Unmeshed, err = merge(c, blocking, grouped); err != nil {
 		return nil, err
 	}
 	if err := d.addWarnings(c, p, o, nsAfter, matched, drift); err != nil {

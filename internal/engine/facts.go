@@ -28,6 +28,10 @@ type PodFacts struct {
 	// Unmeshed lists the counted pods that are not meshed under the
 	// sidecar mode asked for, in any order.
 	Unmeshed []UnmeshedPod
+	// Workloads, when set, returns Group of Unmeshed, so that a Cluster
+	// may keep that grouping between decisions; the engine copies what it
+	// keeps of it. When nil, the engine groups Unmeshed itself.
+	Workloads func() ([]Workload, error)
 }
 
 // NamespaceFacts is an optional interface of a Cluster that keeps the
@@ -102,7 +106,7 @@ func scanNamespace(f PodFacts, lb, la *level, p *policy.Policy, own bool) nsScan
 	} else {
 		s.touched, s.matched = scanLabelSets(f.LabelSets, *lb, *la, p, selector)
 	}
-	if own {
+	if own && lb.mayBeStrict() && la.mayBeStrict() {
 		for _, up := range f.Unmeshed {
 			// Drift is STRICT that predates the change and outlives it; a
 			// change that ends it is not warned about.
@@ -132,4 +136,19 @@ func scanLabelSets(sets iter.Seq2[map[string]string, int], lb, la level, p *poli
 		}
 	}
 	return touched, matched
+}
+
+// mayBeStrict reports whether some pod may resolve to STRICT on some port
+// under the level; when it is false no pod drifts, and the unmeshed pods
+// need not be looked at one by one.
+func (l *level) mayBeStrict() bool {
+	if l.mode == policy.Strict {
+		return true
+	}
+	for _, p := range l.workload {
+		if p.AnyStrict() {
+			return true
+		}
+	}
+	return false
 }

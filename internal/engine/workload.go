@@ -70,8 +70,49 @@ func owner(c Cluster, pod *corev1.Pod) (kind, name string, err error) {
 	return ref.Kind, ref.Name, nil
 }
 
-// group turns unmeshed pods into workloads, sorted by namespace, kind, name,
-// with pods and reasons sorted and unique.
+// Group turns unmeshed pods into workloads, sorted by namespace, kind,
+// name, with pods and reasons sorted and unique: what a decision lists. A
+// Cluster that keeps PodFacts.Workloads computes them with it.
+func Group(c Cluster, pods []UnmeshedPod) ([]Workload, error) { return group(c, pods) }
+
+// merge groups the pods and adds copies of the workloads that the
+// cluster's facts grouped, namespace by namespace. Each namespace is
+// grouped in one of the two ways only.
+func merge(c Cluster, pods []UnmeshedPod, grouped [][]Workload) ([]Workload, error) {
+	own, err := group(c, pods)
+	if err != nil || len(grouped) == 0 {
+		return own, err
+	}
+	w, n, r := len(own), 0, 0
+	for _, ws := range grouped {
+		w += len(ws)
+		for i := range ws {
+			n += len(ws[i].Pods)
+			r += len(ws[i].Reasons)
+		}
+	}
+	// One backing array each for the pods and the reasons of all.
+	out := append(make([]Workload, 0, w), own...)
+	names, reasons := make([]string, 0, n), make([]string, 0, r)
+	for _, ws := range grouped {
+		for _, wl := range ws {
+			names, reasons = append(names, wl.Pods...), append(reasons, wl.Reasons...)
+			wl.Pods = names[len(names)-len(wl.Pods) : len(names) : len(names)]
+			wl.Reasons = reasons[len(reasons)-len(wl.Reasons) : len(reasons) : len(reasons)]
+			out = append(out, wl)
+		}
+	}
+	if !slices.IsSortedFunc(out, compareWorkloads) {
+		slices.SortFunc(out, compareWorkloads)
+	}
+	return out, nil
+}
+
+func compareWorkloads(a, b Workload) int {
+	return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Kind, b.Kind), strings.Compare(a.Name, b.Name))
+}
+
+// group is Group.
 func group(c Cluster, pods []UnmeshedPod) ([]Workload, error) {
 	// Slices rather than sets per workload, and one backing array for
 	// every workload's pods: a workload has few reasons, and its pods are
@@ -116,8 +157,6 @@ func group(c Cluster, pods []UnmeshedPod) ([]Workload, error) {
 		out[i].Pods = slices.Compact(out[i].Pods)
 		slices.Sort(out[i].Reasons)
 	}
-	slices.SortFunc(out, func(a, b Workload) int {
-		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Kind, b.Kind), strings.Compare(a.Name, b.Name))
-	})
+	slices.SortFunc(out, compareWorkloads)
 	return out, nil
 }

@@ -2,9 +2,10 @@
 // informer events, so that a decision costs what changes: per namespace it
 // holds the compiled policies, the number of counted pods, their distinct
 // label sets and the unmeshed pods with their reasons under both sidecar
-// modes. A namespace-wide decision then costs that namespace's unmeshed
-// pods and label sets, and a mesh-wide one the namespaces and the unmeshed
-// pods, not every pod of the cluster.
+// modes, grouped by workload once and kept until they change. A
+// namespace-wide decision then costs that namespace's label sets and
+// unmeshed workloads, and a mesh-wide one the namespaces and the unmeshed
+// workloads, not every pod of the cluster.
 //
 // An Index is an engine.Cluster. Its Decide method runs engine.Decide under
 // one read lock on the index's own facts (engine.NamespaceFacts), which is
@@ -18,12 +19,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
@@ -211,6 +214,12 @@ type namespace struct {
 	// eachLabelSet is labelSets as a func value, made once rather than on
 	// every decision.
 	eachLabelSet func(yield func(map[string]string, int) bool)
+	// groups caches engine.Group of each mode's unmeshed pods between
+	// decisions: a reader fills it under the read lock (readers that race
+	// store equal values), a writer empties it when the unmeshed pods or
+	// their owners change. workloads are the func values that read it.
+	groups    [len(modes)]atomic.Pointer[[]engine.Workload]
+	workloads [len(modes)]func() ([]engine.Workload, error)
 }
 
 // modes are the sidecar modes the index classifies every pod under, so
@@ -248,6 +257,27 @@ type labelClass struct {
 type unmeshedList struct {
 	pods    []engine.UnmeshedPod
 	entries []*podEntry
+}
+
+// grouped returns the cached grouping of mode m's unmeshed pods, computing
+// it if a change emptied the cache.
+func (n *namespace) grouped(s *state, m int) ([]engine.Workload, error) {
+	if ws := n.groups[m].Load(); ws != nil {
+		return *ws, nil
+	}
+	ws, err := engine.Group(s, n.unmeshed[m].pods)
+	if err != nil {
+		return nil, err
+	}
+	n.groups[m].Store(&ws)
+	return ws, nil
+}
+
+// regroup empties the cached groupings; writers only.
+func (n *namespace) regroup() {
+	for m := range modes {
+		n.groups[m].Store(nil)
+	}
 }
 
 func (l *unmeshedList) add(e *podEntry, m int, reason mesh.Reason) {
@@ -301,6 +331,9 @@ func (s *state) ns(name string) *namespace {
 			classes:     map[string]*labelClass{},
 		}
 		n.eachLabelSet = n.labelSets
+		for m := range modes {
+			n.workloads[m] = func() ([]engine.Workload, error) { return n.grouped(s, m) }
+		}
 		s.namespaces[name] = n
 	}
 	return n
@@ -321,9 +354,17 @@ func (s *state) add(obj any) bool {
 	case *corev1.Namespace:
 		s.ns(o.Name).obj = o
 	case *appsv1.ReplicaSet:
-		s.ns(o.Namespace).replicaSets[o.Name] = o
+		n := s.ns(o.Namespace)
+		if old := n.replicaSets[o.Name]; old == nil || !sameController(old, o) {
+			n.regroup() // owners may change; status updates do not regroup
+		}
+		n.replicaSets[o.Name] = o
 	case *batchv1.Job:
-		s.ns(o.Namespace).jobs[o.Name] = o
+		n := s.ns(o.Namespace)
+		if old := n.jobs[o.Name]; old == nil || !sameController(old, o) {
+			n.regroup()
+		}
+		n.jobs[o.Name] = o
 	case *securityv1.PeerAuthentication:
 		s.setPolicy(policy.FromV1(o))
 	case *securityv1beta1.PeerAuthentication:
@@ -346,11 +387,13 @@ func (s *state) remove(obj any) {
 	case *appsv1.ReplicaSet:
 		if n := s.namespaces[o.Namespace]; n != nil {
 			delete(n.replicaSets, o.Name)
+			n.regroup()
 			s.gc(o.Namespace)
 		}
 	case *batchv1.Job:
 		if n := s.namespaces[o.Namespace]; n != nil {
 			delete(n.jobs, o.Name)
+			n.regroup()
 			s.gc(o.Namespace)
 		}
 	case *securityv1.PeerAuthentication:
@@ -358,6 +401,16 @@ func (s *state) remove(obj any) {
 	case *securityv1beta1.PeerAuthentication:
 		s.deletePolicy(o.Namespace, o.Name)
 	}
+}
+
+// sameController reports whether two versions of an owner have the same
+// controller, all that grouping reads of them.
+func sameController(a, b metav1.Object) bool {
+	ca, cb := metav1.GetControllerOfNoCopy(a), metav1.GetControllerOfNoCopy(b)
+	if ca == nil || cb == nil {
+		return ca == cb
+	}
+	return ca.Kind == cb.Kind && ca.Name == cb.Name
 }
 
 func (s *state) setPolicy(p *policy.Policy) {
@@ -416,6 +469,7 @@ func (s *state) setPod(pod *corev1.Pod) {
 	for m, mode := range modes {
 		if meshed, reason := mesh.Classify(pod, mode); !meshed {
 			n.unmeshed[m].add(e, m, reason)
+			n.groups[m].Store(nil)
 		}
 	}
 }
@@ -432,6 +486,7 @@ func (n *namespace) forget(e *podEntry) {
 	for m := range modes {
 		if e.slot[m] >= 0 {
 			n.unmeshed[m].remove(e, m)
+			n.groups[m].Store(nil)
 		}
 	}
 }
@@ -524,7 +579,7 @@ func (s *state) PodFacts(namespace string, mode mesh.SidecarMode) (engine.PodFac
 	if n == nil {
 		return engine.PodFacts{LabelSets: func(func(map[string]string, int) bool) {}}, nil
 	}
-	return engine.PodFacts{Counted: n.counted, LabelSets: n.eachLabelSet, Unmeshed: n.unmeshed[m].pods}, nil
+	return engine.PodFacts{Counted: n.counted, LabelSets: n.eachLabelSet, Unmeshed: n.unmeshed[m].pods, Workloads: n.workloads[m]}, nil
 }
 
 func (n *namespace) labelSets(yield func(map[string]string, int) bool) {

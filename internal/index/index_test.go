@@ -424,3 +424,58 @@ func TestReplicaSetOwners(t *testing.T) {
 		t.Errorf("without ReplicaSets:\n%+v\nwith:\n%+v", d2.Unmeshed, d.Unmeshed)
 	}
 }
+
+// TestOwnerChangesRegroup checks that the cached grouping follows the
+// owners: a ReplicaSet that changes controller, then goes away.
+func TestOwnerChangesRegroup(t *testing.T) {
+	c := clustergen.New(clustergen.Config{Pods: 200, Namespaces: 2})
+	ix := index.New(engine.DefaultOptions())
+	for _, o := range c.Objects() {
+		ix.Add(o)
+	}
+	ch, _, _ := c.Change(clustergen.NamespaceWide)
+	owners := func() []string {
+		t.Helper()
+		d, err := ix.Decide(ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, w := range d.Unmeshed {
+			out = append(out, w.Kind+"/"+w.Name)
+		}
+		return out
+	}
+	want := "Deployment/" + clustergen.WorkloadName(c.UnmeshedWorkload(0))
+	if got := owners(); !reflect.DeepEqual(got, []string{want}) {
+		t.Fatalf("owners %v, want %s", got, want)
+	}
+	var rs *appsv1.ReplicaSet
+	for _, r := range c.ReplicaSets() {
+		if r.Namespace == c.NamespaceName(0) && r.Labels["app"] == clustergen.WorkloadName(c.UnmeshedWorkload(0)) {
+			rs = r
+		}
+	}
+	status := rs.DeepCopy()
+	status.Status.Replicas = 5 // a status update changes no owner
+	ix.OnUpdate(rs, status)
+	if got := owners(); !reflect.DeepEqual(got, []string{want}) {
+		t.Fatalf("after a status update: owners %v", got)
+	}
+	adopted := status.DeepCopy()
+	adopted.OwnerReferences[0].Kind, adopted.OwnerReferences[0].Name = "Rollout", "canary"
+	ix.OnUpdate(status, adopted)
+	if got := owners(); !reflect.DeepEqual(got, []string{"Rollout/canary"}) {
+		t.Fatalf("after adoption: owners %v", got)
+	}
+	orphan := adopted.DeepCopy()
+	orphan.OwnerReferences = nil
+	ix.OnUpdate(adopted, orphan)
+	if got := owners(); !reflect.DeepEqual(got, []string{"ReplicaSet/" + rs.Name}) {
+		t.Fatalf("after orphaning: owners %v", got)
+	}
+	ix.OnDelete(orphan)
+	if got := owners(); !reflect.DeepEqual(got, []string{want}) { // the pod-template-hash rule
+		t.Fatalf("after deletion: owners %v", got)
+	}
+}

@@ -61,39 +61,36 @@ type WebhookOptions struct {
 //     ShutdownTimeout.
 type WebhookServer struct {
 	opts WebhookOptions
-	mux  *http.ServeMux
+	// routes is controller-runtime's server, never started: its Register
+	// instruments each hook with the controller_runtime_webhook_* metrics
+	// and its mux is what this server serves.
+	routes ctrlwebhook.Server
 
-	mu    sync.Mutex
-	hooks map[string]bool
-	addr  string // the listener's address once started; empty before and after
+	mu   sync.Mutex
+	addr string // the listener's address once started; empty before and after
 }
 
 var _ ctrlwebhook.Server = (*WebhookServer)(nil)
 
 // NewWebhookServer returns a server that has not started.
 func NewWebhookServer(o WebhookOptions) *WebhookServer {
-	return &WebhookServer{opts: o, mux: http.NewServeMux(), hooks: map[string]bool{}}
+	return &WebhookServer{opts: o, routes: ctrlwebhook.NewServer(ctrlwebhook.Options{})}
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: every
 // replica serves.
 func (*WebhookServer) NeedLeaderElection() bool { return false }
 
-// Register serves hook at path, with the request metrics. It panics when
-// the path is taken, as controller-runtime's server does.
+// Register serves hook at path with controller-runtime's webhook metrics,
+// plus an in-flight gauge that counts body reading too (what a drain waits
+// for). It panics when the path is taken, as controller-runtime's does.
 func (s *WebhookServer) Register(path string, hook http.Handler) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.hooks[path] {
-		panic(fmt.Errorf("webhook path %s registered twice", path))
-	}
-	s.hooks[path] = true
-	s.mux.Handle(path, instrument(hook))
+	s.routes.Register(path, promhttp.InstrumentHandlerInFlight(webhook.RequestsInFlight, hook))
 	s.opts.Log.Info("registered webhook", "path", path)
 }
 
 // WebhookMux returns the server's mux.
-func (s *WebhookServer) WebhookMux() *http.ServeMux { return s.mux }
+func (s *WebhookServer) WebhookMux() *http.ServeMux { return s.routes.WebhookMux() }
 
 // NextProtos returns the ALPN protocols offered.
 func (o WebhookOptions) NextProtos() []string {
@@ -127,7 +124,7 @@ func (s *WebhookServer) Start(ctx context.Context) error {
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(s.opts.EnableHTTP2)
 	srv := &http.Server{
-		Handler:           s.mux,
+		Handler:           s.routes.WebhookMux(),
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		ReadTimeout:       s.opts.ReadTimeout,
 		IdleTimeout:       s.opts.IdleTimeout,
@@ -189,13 +186,6 @@ func (s *WebhookServer) StartedChecker() healthz.Checker {
 		}
 		return conn.Close()
 	}
-}
-
-// instrument adds the request metrics.
-func instrument(h http.Handler) http.Handler {
-	return promhttp.InstrumentHandlerInFlight(webhook.RequestsInFlight,
-		promhttp.InstrumentHandlerDuration(webhook.RequestSeconds,
-			promhttp.InstrumentHandlerCounter(webhook.Requests, h)))
 }
 
 // logWriter sends net/http's own messages (TLS handshake errors, header
