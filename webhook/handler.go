@@ -63,6 +63,9 @@ type Handler struct {
 	Synced func(context.Context) error
 	// Options configure the engine.
 	Options engine.Options
+	// Decide, when set, decides from an index kept by informer events
+	// (internal/index) instead of reading pods through Reader per request.
+	Decide func(engine.Change) (*engine.Decision, error)
 	// OverrideGroups, when not empty, restricts the override annotation to
 	// requests whose user is in at least one of these groups; anyone else's
 	// override is ignored and the denial says why.
@@ -160,7 +163,12 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) (d *engine.
 			return nil, "", http.StatusServiceUnavailable, err
 		}
 	}
-	d, err = engine.Decide(cachestate.New(ctx, h.Reader), engine.Change{Operation: op, Policy: p}, h.Options)
+	ch := engine.Change{Operation: op, Policy: p}
+	if h.Decide != nil {
+		d, err = h.Decide(ch)
+	} else {
+		d, err = engine.Decide(cachestate.New(ctx, h.Reader), ch, h.Options)
+	}
 	if err != nil {
 		return nil, "", http.StatusInternalServerError, fmt.Errorf("deciding %s: %w", p.Key(), err)
 	}

@@ -34,7 +34,10 @@ type cacheHealth struct {
 
 	mu        sync.Mutex
 	informers []cache.Informer
-	failing   map[string]failure // by request path: one per resource
+	// synced are further checks, such as the index's event handlers
+	// having seen the initial lists.
+	synced  []func() bool
+	failing map[string]failure // by request path: one per resource
 }
 
 type failure struct {
@@ -53,6 +56,13 @@ func (h *cacheHealth) watch(infs ...cache.Informer) {
 	h.informers = append(h.informers, infs...)
 }
 
+// requireSynced adds a check that must pass before decisions are made.
+func (h *cacheHealth) requireSynced(f func() bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.synced = append(h.synced, f)
+}
+
 // Check returns webhook.ErrNotSynced before every informer has synced, an
 // error wrapping webhook.ErrCacheStale while a resource has failed for
 // longer than maxStale, and nil otherwise.
@@ -61,6 +71,11 @@ func (h *cacheHealth) Check(context.Context) error {
 	defer h.mu.Unlock()
 	for _, inf := range h.informers {
 		if !inf.HasSynced() {
+			return webhook.ErrNotSynced
+		}
+	}
+	for _, f := range h.synced {
+		if !f() {
 			return webhook.ErrNotSynced
 		}
 	}

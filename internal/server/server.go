@@ -32,6 +32,7 @@ import (
 
 	"github.com/mtls-guard/mtls-guard/internal/cachestate"
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
@@ -226,11 +227,13 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 
-	if err := registerInformers(mgr.GetCache(), health); err != nil {
+	ix := index.New(opts)
+	if err := registerInformers(mgr.GetCache(), health, ix); err != nil {
 		return nil, err
 	}
 	h := &webhook.Handler{
 		Reader:         mgr.GetCache(),
+		Decide:         ix.Decide,
 		Synced:         health.Check,
 		Options:        opts,
 		OverrideGroups: c.OverrideGroups,
@@ -257,14 +260,23 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 
 // registerInformers starts an informer for every kind the engine reads,
 // before the manager starts, and has health wait for all of them to sync.
-func registerInformers(c cache.Cache, health *cacheHealth) error {
+func registerInformers(c cache.Cache, health *cacheHealth, ix *index.Index) error {
+	infs := make([]index.Informer, 0, len(cachestate.Objects()))
 	for _, obj := range cachestate.Objects() {
 		inf, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
 		if err != nil {
 			return fmt.Errorf("creating informer for %T: %w", obj, err)
 		}
 		health.watch(inf)
+		infs = append(infs, inf)
 	}
+	// The index keeps per-namespace facts from the same informers, so a
+	// mesh-wide decision costs the unmeshed pods, not all pods.
+	hasSynced, err := ix.Attach(infs...)
+	if err != nil {
+		return fmt.Errorf("attaching the decision index: %w", err)
+	}
+	health.requireSynced(hasSynced)
 	return nil
 }
 
