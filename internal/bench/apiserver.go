@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"reflect"
 	"slices"
@@ -245,11 +244,11 @@ type guardProcess struct {
 // ServiceAccount of deploy/, on loopback, and waits until it is ready,
 // its cache synced.
 func startGuard(ctx context.Context, env *testenv.Env, dir string) (*guardProcess, error) {
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	probePort, err := freePort()
+	probePort, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -277,23 +276,13 @@ func startGuard(ctx context.Context, env *testenv.Env, dir string) (*guardProces
 	runCtx, cancel := context.WithCancel(context.Background())
 	g := &guardProcess{port: port, bundle: bundle, cancel: cancel, done: make(chan error, 1)}
 	go func() { g.done <- server.Main(runCtx, args, os.Stderr) }()
-	ready := fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort)
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		select {
 		case err := <-g.done:
 			return false, fmt.Errorf("the guard exited before it was ready: %v", err)
 		default:
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ready, nil)
-		if err != nil {
-			return false, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false, nil // not listening yet
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
+		return testenv.Ready(ctx, probePort)
 	})
 	if err != nil {
 		g.stop()
@@ -308,15 +297,6 @@ func (g *guardProcess) stop() {
 	case <-g.done:
 	case <-time.After(30 * time.Second):
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // endToEnd runs the load without and then with the guard registered.

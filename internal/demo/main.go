@@ -8,8 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -266,28 +264,18 @@ func (d *demo) serve(kubeconfig, certDir string, port, probe int) (*exec.Cmd, er
 }
 
 func waitReady(ctx context.Context, probe int) error {
-	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", probe)
 	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		resp, err := http.Get(url)
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
+		return testenv.Ready(ctx, probe)
 	})
 }
 
 func freePort() (int, int, error) {
-	var ports [2]int
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, 0, err
-		}
-		defer l.Close()
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+	a, err := testenv.FreePort()
+	if err != nil {
+		return 0, 0, err
 	}
-	return ports[0], ports[1], nil
+	b, err := testenv.FreePort()
+	return a, b, err
 }
 
 func step(s string) { fmt.Printf("\n== %s\n", s) }

@@ -137,10 +137,10 @@ type guard struct {
 func startGuard(ctx context.Context, user string, extra []string, kubeconfig ...string) (*guard, error) {
 	g := &guard{done: make(chan error, 1)}
 	var err error
-	if g.port, err = freePort(); err != nil {
+	if g.port, err = testenv.FreePort(); err != nil {
 		return nil, err
 	}
-	if g.probePort, err = freePort(); err != nil {
+	if g.probePort, err = testenv.FreePort(); err != nil {
 		return nil, err
 	}
 	if g.certDir, err = os.MkdirTemp(suite.dir, "certs-"); err != nil {
@@ -187,18 +187,7 @@ func (g *guard) stop() {
 }
 
 // ready asks /readyz.
-func (g *guard) ready(ctx context.Context) (bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/readyz", g.probePort), nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false, nil // not listening yet
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK, nil
-}
+func (g *guard) ready(ctx context.Context) (bool, error) { return testenv.Ready(ctx, g.probePort) }
 
 func (g *guard) waitReady(ctx context.Context) error {
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -220,15 +209,6 @@ func (g *guard) httpsClient() *http.Client {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(g.bundle.CACert)
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func isDenial(err error) bool {
