@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
@@ -131,6 +132,19 @@ func fixtureObjects() []client.Object {
 func fixtureReader(t testing.TB) client.Reader {
 	t.Helper()
 	return fake.NewClientBuilder().WithScheme(fixtureScheme()).WithObjects(fixtureObjects()...).Build()
+}
+
+// fixtureDecide decides on an index of the fixture cluster, as the guard
+// serves.
+func fixtureDecide(t testing.TB, o engine.Options) func(engine.Change) (*engine.Decision, error) {
+	t.Helper()
+	ix := index.New(o)
+	for _, obj := range fixtureObjects() {
+		if !ix.Add(obj) {
+			t.Fatalf("the index does not take %T", obj)
+		}
+	}
+	return ix.Decide
 }
 
 // fixtureSnapshot is the same cluster as an engine snapshot, for the

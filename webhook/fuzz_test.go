@@ -38,7 +38,7 @@ var fuzzOverrideGroups = []string{"mesh-admins"}
 func FuzzHandle(f *testing.F) {
 	snap := fixtureSnapshot(f)
 	opts := engine.DefaultOptions()
-	h := &webhook.Handler{Reader: fixtureReader(f), Options: opts, OverrideGroups: fuzzOverrideGroups, Log: logr.Discard()}
+	h := &webhook.Handler{Reader: fixtureReader(f), Decide: fixtureDecide(f, opts), Options: opts, OverrideGroups: fuzzOverrideGroups, Log: logr.Discard()}
 	srv := webhook.NewHTTPHandler(h, logr.Discard())
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := httptest.NewRecorder()

@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/mtls-guard/mtls-guard/internal/cachestate"
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
@@ -55,16 +54,18 @@ var ErrNotSynced = errors.New("the guard's cache has not synced with the API ser
 // the API server for longer than the guard tolerates.
 var ErrCacheStale = errors.New("the guard's cache is stale")
 
+var errNoDecide = errors.New("the webhook has no decision source configured")
+
 // Handler decides PeerAuthentication admission requests.
 type Handler struct {
-	// Reader is the manager's cache.
+	// Reader is the manager's cache; Events read their Namespace from it.
 	Reader client.Reader
 	// Synced reports whether the cache can answer; nil means always.
 	Synced func(context.Context) error
 	// Options configure the engine.
 	Options engine.Options
-	// Decide, when set, decides from an index kept by informer events
-	// (internal/index) instead of reading pods through Reader per request.
+	// Decide decides a change, from an index kept by informer events
+	// (internal/index). Without it every request is answered with an error.
 	Decide func(engine.Change) (*engine.Decision, error)
 	// OverrideGroups, when not empty, restricts the override annotation to
 	// requests whose user is in at least one of these groups; anyone else's
@@ -163,12 +164,10 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) (d *engine.
 			return nil, "", http.StatusServiceUnavailable, err
 		}
 	}
-	ch := engine.Change{Operation: op, Policy: p}
-	if h.Decide != nil {
-		d, err = h.Decide(ch)
-	} else {
-		d, err = engine.Decide(cachestate.New(ctx, h.Reader), ch, h.Options)
+	if h.Decide == nil {
+		return nil, "", http.StatusInternalServerError, errNoDecide
 	}
+	d, err = h.Decide(engine.Change{Operation: op, Policy: p})
 	if err != nil {
 		return nil, "", http.StatusInternalServerError, fmt.Errorf("deciding %s: %w", p.Key(), err)
 	}

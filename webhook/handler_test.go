@@ -96,7 +96,7 @@ func TestOverrideGroups(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := engine.DefaultOptions()
 			opts.AllowOverride = tc.allowOverride
-			h := &webhook.Handler{Reader: fixtureReader(t), Options: opts, OverrideGroups: tc.groups, Log: logr.Discard()}
+			h := &webhook.Handler{Reader: fixtureReader(t), Decide: fixtureDecide(t, opts), Options: opts, OverrideGroups: tc.groups, Log: logr.Discard()}
 			req := request(t, tc.op, tc.user, tc.userGroups, tc.obj)
 			resp := h.Handle(context.Background(), req)
 			if got := resp.AuditAnnotations[webhook.AuditDecision]; got != tc.wantOutcome {
@@ -134,19 +134,24 @@ func TestHandleErrors(t *testing.T) {
 		name     string
 		synced   func(context.Context) error
 		mutate   func(*admissionv1.AdmissionRequest)
+		noDecide bool // no decision source configured
 		wantCode int32
 		wantMsg  string
 	}{
-		{"cache not synced", notSynced, nil, http.StatusServiceUnavailable, "not synced"},
-		{"cache stale", func(context.Context) error { return errors.New("stale for 20s") }, nil, http.StatusServiceUnavailable, "stale for 20s"},
-		{"wrong kind", nil, func(r *admissionv1.AdmissionRequest) { r.Kind.Kind = "Pod" }, http.StatusBadRequest, "only decides"},
-		{"wrong version", nil, func(r *admissionv1.AdmissionRequest) { r.Kind.Version = "v2" }, http.StatusBadRequest, "only decides"},
-		{"CONNECT", nil, func(r *admissionv1.AdmissionRequest) { r.Operation = admissionv1.Connect }, http.StatusBadRequest, "unsupported operation"},
-		{"no object", nil, func(r *admissionv1.AdmissionRequest) { r.Object.Raw = nil }, http.StatusBadRequest, "no object"},
-		{"object not JSON", nil, func(r *admissionv1.AdmissionRequest) { r.Object.Raw = []byte("{") }, http.StatusBadRequest, "decoding the PeerAuthentication"},
+		{"cache not synced", notSynced, nil, false, http.StatusServiceUnavailable, "not synced"},
+		{"cache stale", func(context.Context) error { return errors.New("stale for 20s") }, nil, false, http.StatusServiceUnavailable, "stale for 20s"},
+		{"wrong kind", nil, func(r *admissionv1.AdmissionRequest) { r.Kind.Kind = "Pod" }, false, http.StatusBadRequest, "only decides"},
+		{"wrong version", nil, func(r *admissionv1.AdmissionRequest) { r.Kind.Version = "v2" }, false, http.StatusBadRequest, "only decides"},
+		{"CONNECT", nil, func(r *admissionv1.AdmissionRequest) { r.Operation = admissionv1.Connect }, false, http.StatusBadRequest, "unsupported operation"},
+		{"no object", nil, func(r *admissionv1.AdmissionRequest) { r.Object.Raw = nil }, false, http.StatusBadRequest, "no object"},
+		{"object not JSON", nil, func(r *admissionv1.AdmissionRequest) { r.Object.Raw = []byte("{") }, false, http.StatusBadRequest, "decoding the PeerAuthentication"},
+		{"no decision source", nil, nil, true, http.StatusInternalServerError, "no decision source"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &webhook.Handler{Reader: fixtureReader(t), Synced: tc.synced, Options: engine.DefaultOptions(), Log: logr.Discard()}
+			h := &webhook.Handler{Reader: fixtureReader(t), Decide: fixtureDecide(t, engine.DefaultOptions()), Synced: tc.synced, Options: engine.DefaultOptions(), Log: logr.Discard()}
+			if tc.noDecide {
+				h.Decide = nil
+			}
 			req := request(t, admissionv1.Create, "bob", nil, strict)
 			if tc.mutate != nil {
 				tc.mutate(&req.AdmissionRequest)

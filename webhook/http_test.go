@@ -29,7 +29,7 @@ func (u unreadable) Read([]byte) (int, error) {
 // oversized bodies refused unread, bodies that are no JSON v1 or v1beta1
 // AdmissionReview refused with the UID echoed when the body names one.
 func TestHTTPHandler(t *testing.T) {
-	h := &webhook.Handler{Reader: fixtureReader(t), Options: engine.DefaultOptions(), Log: logr.Discard()}
+	h := &webhook.Handler{Reader: fixtureReader(t), Decide: fixtureDecide(t, engine.DefaultOptions()), Options: engine.DefaultOptions(), Log: logr.Discard()}
 	srv := webhook.NewHTTPHandler(h, logr.Discard())
 	const good = `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","kind":{"group":"security.istio.io","version":"v1","kind":"PeerAuthentication"},"operation":"CREATE","namespace":"meshed","object":{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"default"},"spec":{"mtls":{"mode":"STRICT"}}}}}`
 	for _, tc := range []struct {

@@ -9,10 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/mtls-guard/mtls-guard/internal/cachestate"
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
@@ -73,18 +71,11 @@ func ratio(peer, guard time.Duration) string {
 // of the API-server peer.
 type guardTimes map[clustergen.Decision]map[int]time.Duration
 
-// objects returns a generated cluster's objects as the guard's cache
-// holds them: pods through cachestate.StripPod, kinds set.
+// objects returns a generated cluster's objects, kinds set, as Gatekeeper
+// syncs them into OPA: whole. The index turns pods into records itself.
 func objects(gen *clustergen.Cluster) ([]k8sruntime.Object, error) {
 	objs := gen.Objects()
 	for i, o := range objs {
-		if p, ok := o.(*corev1.Pod); ok {
-			s, err := cachestate.StripPod(p)
-			if err != nil {
-				return nil, err
-			}
-			objs[i] = s.(*corev1.Pod)
-		}
 		if o.GetObjectKind().GroupVersionKind().Empty() {
 			gvks, _, err := scheme.ObjectKinds(o)
 			if err != nil {

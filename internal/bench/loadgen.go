@@ -13,8 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
+	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
 var peerAuthentications = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"}
@@ -24,7 +26,11 @@ type loadStats struct {
 	requests, admitted, denied, errors int
 	rate                               float64
 	p50, p99, max                      time.Duration
-	firstErr                           error
+	// guardMean is the mean time a request spent in the guard's HTTP
+	// handler, from its controller_runtime_webhook_latency_seconds; zero
+	// when the guard answered nothing.
+	guardMean time.Duration
+	firstErr  error
 }
 
 // loadPhase warms up, then sends server-side dry-run applies from
@@ -33,7 +39,44 @@ func loadPhase(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Clust
 	if _, err := loadFor(ctx, dyn, gen, workers, c.e2eWarmup); err != nil {
 		return loadStats{}, err
 	}
-	return loadFor(ctx, dyn, gen, workers, c.e2eDuration)
+	n0, sum0, err := guardHandling()
+	if err != nil {
+		return loadStats{}, err
+	}
+	s, err := loadFor(ctx, dyn, gen, workers, c.e2eDuration)
+	if err != nil {
+		return s, err
+	}
+	n1, sum1, err := guardHandling()
+	if err != nil {
+		return s, err
+	}
+	if n1 > n0 {
+		s.guardMean = time.Duration((sum1 - sum0) / float64(n1-n0) * float64(time.Second))
+	}
+	return s, nil
+}
+
+// guardHandling reads the count and the sum of the guard's webhook
+// latency histogram; the guard runs in this process.
+func guardHandling() (count uint64, sum float64, err error) {
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		return 0, 0, fmt.Errorf("gathering the guard's metrics: %w", err)
+	}
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_webhook_latency_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "webhook" && l.GetValue() == webhook.Path {
+					return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(), nil
+				}
+			}
+		}
+	}
+	return 0, 0, nil // not registered yet: nothing answered
 }
 
 // strictApply is the object of request i: a namespace-wide STRICT or a

@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/mtls-guard/mtls-guard/internal/cachestate"
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
@@ -55,17 +54,10 @@ func testChanges(c *clustergen.Cluster) []change {
 	return out
 }
 
-// testObjects is a generated cluster with pods as the cache holds them,
-// and a few pods that reach every reason and owner rule.
+// testObjects is a generated cluster and a few pods that reach every
+// reason and owner rule.
 func testObjects(c *clustergen.Cluster) []runtime.Object {
-	var out []runtime.Object
-	for _, o := range c.Objects() {
-		if p, ok := o.(*corev1.Pod); ok {
-			s, _ := cachestate.StripPod(p)
-			o = s.(*corev1.Pod)
-		}
-		out = append(out, o)
-	}
+	out := c.Objects()
 	ns := c.NamespaceName(2)
 	pod := func(name string, edit func(*corev1.Pod)) *corev1.Pod {
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}}

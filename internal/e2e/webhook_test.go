@@ -7,6 +7,7 @@ import (
 	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -171,5 +172,31 @@ func TestEvents(t *testing.T) {
 	}
 	if ev.Series != nil && ev.Series.Count > 1 {
 		t.Errorf("event series count %d, want 1", ev.Series.Count)
+	}
+}
+
+// TestPodUpdates: the guard's cache keeps pods as records, and a pod that
+// changes in place (labelled exempt, then not) changes the decision.
+func TestPodUpdates(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "pod-updates", injected)
+	legacy := deploymentPod(ns, "legacy", "u1", unmeshed)
+	create(t, legacy)
+	strict := pa(ns, "default", "STRICT")
+	eventually(t, strict, true)
+
+	relabel := func(exempt string) {
+		t.Helper()
+		patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"mtls-guard.io/exempt":`+exempt+`}}}`))
+		if err := suite.admin.Patch(ctx, legacy.DeepCopy(), patch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	relabel(`"true"`)
+	eventually(t, strict, false)
+	relabel(`null`)
+	err := eventually(t, strict, true)
+	if !strings.Contains(err.Error(), "Deployment/legacy (1 pod: no-sidecar)") {
+		t.Errorf("denial does not name the pod's workload: %v", err)
 	}
 }

@@ -8,11 +8,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-guard/mtls-guard/internal/cachestate"
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
+	"github.com/mtls-guard/mtls-guard/internal/podrecord"
 )
 
 // benchSizes are the generated clusters: 100 pods per namespace, 5% of
@@ -33,7 +36,8 @@ var bigNamespaceSizes = []clustergen.Config{
 }
 
 // benchCluster is a generated cluster loaded once per size into both
-// views, as the cache would hold it: pods through cachestate.StripPod.
+// views: the index gets pods as the cache hands them over (records), the
+// snapshot the pods themselves.
 type benchCluster struct {
 	gen      *clustergen.Cluster
 	index    *index.Index
@@ -50,15 +54,12 @@ func loadBenchCluster(b *testing.B, cfg clustergen.Config) *benchCluster {
 	gen := clustergen.New(cfg)
 	bc := &benchCluster{gen: gen, index: index.New(engine.DefaultOptions()), snapshot: engine.NewSnapshot()}
 	for _, o := range gen.Objects() {
+		bc.snapshot.Add(o)
 		if pod, ok := o.(*corev1.Pod); ok {
-			stripped, err := cachestate.StripPod(pod)
-			if err != nil {
-				b.Fatal(err)
-			}
-			o = stripped.(*corev1.Pod)
+			bc.index.Add(podrecord.New(pod))
+			continue
 		}
 		bc.index.Add(o)
-		bc.snapshot.Add(o)
 	}
 	benchClusters.Store(cfg, bc)
 	return bc
@@ -75,8 +76,9 @@ func BenchmarkDecide(b *testing.B) {
 }
 
 // BenchmarkDecideSnapshot makes the same decisions on an engine.Snapshot,
-// which has no NamespaceFacts: every pod of every namespace looked at is
-// classified again, as with the cache view the webhook reads today.
+// which keeps no facts: every pod of every namespace looked at is
+// classified again, as `mtls-guard check` does and as a webhook that read
+// pods from its cache per request would.
 func BenchmarkDecideSnapshot(b *testing.B) {
 	benchDecide(b, benchSizes, clustergen.Decisions, func(bc *benchCluster) func(engine.Change) (*engine.Decision, error) {
 		return func(ch engine.Change) (*engine.Decision, error) {
@@ -143,10 +145,10 @@ func listedPods(d *engine.Decision) int {
 
 // BenchmarkPodStore builds the pod informer's store the way the guard's
 // cache does (client-go's indexer with the namespace index, every pod
-// through cachestate.StripPod) from full generated pods, one at a time so
-// that only what the store keeps stays live, and reports the heap it holds
-// per pod (B/pod; target under 1 KiB). index-B/pod is what an Index adds
-// on top of that store, sharing its pods.
+// through the cache's pod transform) from full generated pods, one at a
+// time so that only what the store keeps stays live, and reports the heap
+// it holds per pod (B/pod) and what an Index adds on top of that store,
+// sharing its records (index-B/pod). Target: under 1 KiB for both.
 func BenchmarkPodStore(b *testing.B) {
 	for _, cfg := range benchSizes {
 		b.Run(fmt.Sprintf("pods=%d", cfg.Pods), func(b *testing.B) {
@@ -166,8 +168,10 @@ func podStoreBytes(b *testing.B, gen *clustergen.Cluster) (store, idx float64) {
 	n := float64(gen.NumPods())
 	before := liveHeap()
 	indexer := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
+	_, byObject := cachestate.Transforms()
+	transform := byObject[podKey(byObject)].Transform
 	for i := range gen.NumPods() {
-		obj, err := cachestate.StripPod(gen.Pod(i))
+		obj, err := transform(gen.Pod(i))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -184,6 +188,16 @@ func podStoreBytes(b *testing.B, gen *clustergen.Cluster) (store, idx float64) {
 	runtime.KeepAlive(indexer)
 	runtime.KeepAlive(ix)
 	return (withStore - before) / n, (withIndex - withStore) / n
+}
+
+// podKey finds the Pod entry of the cache's per-kind options.
+func podKey(byObject map[client.Object]cache.ByObject) client.Object {
+	for obj := range byObject {
+		if _, ok := obj.(*corev1.Pod); ok {
+			return obj
+		}
+	}
+	return nil
 }
 
 // liveHeap collects garbage and returns the bytes of live heap objects.

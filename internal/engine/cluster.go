@@ -5,6 +5,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
@@ -17,8 +18,12 @@ type Cluster interface {
 	Namespace(name string) (*corev1.Namespace, error)
 	// PodNamespaces lists the namespaces that hold pods.
 	PodNamespaces() ([]string, error)
-	// Pods lists the pods of one namespace. Callers must not modify them.
-	Pods(namespace string) ([]*corev1.Pod, error)
+	// PodFacts returns what a decision reads of one namespace's counted
+	// pods under a sidecar mode: FactsOf its pods, or facts kept up to
+	// date (internal/index), so that a decision costs the namespaces it
+	// looks at and their label sets and unmeshed pods, not every pod.
+	// Callers read them within one decision and never modify them.
+	PodFacts(namespace string, mode mesh.SidecarMode) (PodFacts, error)
 	// ReplicaSet returns a ReplicaSet, or nil when it is unknown.
 	ReplicaSet(namespace, name string) (*appsv1.ReplicaSet, error)
 	// Job returns a Job, or nil when it is unknown.

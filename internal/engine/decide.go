@@ -166,7 +166,7 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 		if !own && sameLevel(&lb, &la) {
 			continue // nothing changes here: the namespace decides for itself
 		}
-		f, err := podFacts(c, ns, o.SidecarMode)
+		f, err := c.PodFacts(ns, o.SidecarMode)
 		if err != nil {
 			return nil, fmt.Errorf("listing pods in %s: %w", ns, err)
 		}

@@ -6,13 +6,24 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
+	"github.com/mtls-guard/mtls-guard/internal/podrecord"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
-// UnmeshedPod is a counted pod that is not in the mesh, and why.
+// UnmeshedPod is a counted pod that is not in the mesh, and why: what a
+// decision reads of it to name its workload.
 type UnmeshedPod struct {
-	Pod    *corev1.Pod
-	Reason mesh.Reason
+	Namespace, Name string
+	// Labels are the pod's labels; they are shared and must not be modified.
+	Labels map[string]string
+	// Controller is the pod's controller; its Kind is empty when it has none.
+	Controller podrecord.Owner
+	Reason     mesh.Reason
+}
+
+// UnmeshedPodOf describes an unmeshed pod; it shares the pod's labels.
+func UnmeshedPodOf(pod *corev1.Pod, reason mesh.Reason) UnmeshedPod {
+	return UnmeshedPod{Namespace: pod.Namespace, Name: pod.Name, Labels: pod.Labels, Controller: podrecord.ControllerOf(pod), Reason: reason}
 }
 
 // PodFacts is what a decision reads of the counted pods of one namespace:
@@ -34,33 +45,8 @@ type PodFacts struct {
 	Workloads func() ([]Workload, error)
 }
 
-// NamespaceFacts is an optional interface of a Cluster that keeps the
-// PodFacts of every namespace up to date, so that a decision costs the
-// namespaces it looks at and their label sets and unmeshed pods, not every
-// pod. Decide uses it when the Cluster implements it and reads Pods
-// otherwise; both give the same decision.
-type NamespaceFacts interface {
-	Cluster
-	// PodFacts returns the facts of a namespace under a sidecar mode. The
-	// engine reads them within one decision and never modifies them.
-	PodFacts(namespace string, mode mesh.SidecarMode) (PodFacts, error)
-}
-
-// podFacts returns a namespace's facts from the cluster: kept up to date
-// by a NamespaceFacts, or computed from its pods.
-func podFacts(c Cluster, namespace string, mode mesh.SidecarMode) (PodFacts, error) {
-	if f, ok := c.(NamespaceFacts); ok {
-		return f.PodFacts(namespace, mode)
-	}
-	pods, err := c.Pods(namespace)
-	if err != nil {
-		return PodFacts{}, err
-	}
-	return FactsOf(pods, mode), nil
-}
-
 // FactsOf computes the facts of one namespace's pods; each counted pod is
-// its own label set. It is what a Cluster without NamespaceFacts gives.
+// its own label set. It is what a Cluster that holds pods gives.
 func FactsOf(pods []*corev1.Pod, mode mesh.SidecarMode) PodFacts {
 	f := PodFacts{LabelSets: func(yield func(map[string]string, int) bool) {
 		for _, pod := range pods {
@@ -75,7 +61,7 @@ func FactsOf(pods []*corev1.Pod, mode mesh.SidecarMode) PodFacts {
 		}
 		f.Counted++
 		if meshed, reason := mesh.Classify(pod, mode); !meshed {
-			f.Unmeshed = append(f.Unmeshed, UnmeshedPod{Pod: pod, Reason: reason})
+			f.Unmeshed = append(f.Unmeshed, UnmeshedPodOf(pod, reason))
 		}
 	}
 	return f
@@ -110,7 +96,7 @@ func scanNamespace(f PodFacts, lb, la *level, p *policy.Policy, own bool) nsScan
 		for _, up := range f.Unmeshed {
 			// Drift is STRICT that predates the change and outlives it; a
 			// change that ends it is not warned about.
-			if lb.forPod(up.Pod.Labels).anyStrict() && la.forPod(up.Pod.Labels).anyStrict() {
+			if lb.forPod(up.Labels).anyStrict() && la.forPod(up.Labels).anyStrict() {
 				s.drift = append(s.drift, up)
 			}
 		}

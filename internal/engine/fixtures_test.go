@@ -25,6 +25,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
@@ -259,11 +260,11 @@ func (f failingCluster) PodNamespaces() ([]string, error) {
 	return f.Cluster.PodNamespaces()
 }
 
-func (f failingCluster) Pods(namespace string) ([]*corev1.Pod, error) {
-	if f.fail == "Pods" {
-		return nil, errBroken
+func (f failingCluster) PodFacts(namespace string, mode mesh.SidecarMode) (PodFacts, error) {
+	if f.fail == "PodFacts" {
+		return PodFacts{}, errBroken
 	}
-	return f.Cluster.Pods(namespace)
+	return f.Cluster.PodFacts(namespace, mode)
 }
 
 func (f failingCluster) ReplicaSet(namespace, name string) (*appsv1.ReplicaSet, error) {

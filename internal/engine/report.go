@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 
-	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
@@ -52,24 +51,14 @@ func DescribeNamespace(c Cluster, namespace string, o Options) (*NamespaceStatus
 	if o.excluded(namespace) {
 		return st, nil
 	}
-	pods, err := c.Pods(namespace)
+	f, err := c.PodFacts(namespace, o.SidecarMode)
 	if err != nil {
 		return nil, fmt.Errorf("listing pods in %s: %w", namespace, err)
 	}
-	var unmeshed []UnmeshedPod
-	for _, pod := range pods {
-		if !mesh.Counted(pod) {
-			continue
-		}
-		if meshed, reason := mesh.Classify(pod, o.SidecarMode); meshed {
-			st.Meshed++
-		} else {
-			unmeshed = append(unmeshed, UnmeshedPod{Pod: pod, Reason: reason})
-		}
-	}
-	st.Unmeshed = len(unmeshed)
-	if st.Workloads, err = group(c, unmeshed); err != nil {
-		return nil, err
+	st.Unmeshed = len(f.Unmeshed)
+	st.Meshed = f.Counted - st.Unmeshed
+	if st.Workloads, err = group(c, f.Unmeshed); err != nil {
+		return nil, fmt.Errorf("grouping the unmeshed pods of %s: %w", namespace, err)
 	}
 	return st, nil
 }

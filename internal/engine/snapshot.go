@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
@@ -123,9 +124,14 @@ func (s *Snapshot) PodNamespaces() ([]string, error) {
 	return out, nil
 }
 
-// Pods implements Cluster.
+// Pods lists the pods of one namespace. Callers must not modify them.
 func (s *Snapshot) Pods(namespace string) ([]*corev1.Pod, error) {
 	return s.pods[namespace], nil
+}
+
+// PodFacts implements Cluster.
+func (s *Snapshot) PodFacts(namespace string, mode mesh.SidecarMode) (PodFacts, error) {
+	return FactsOf(s.pods[namespace], mode), nil
 }
 
 // ReplicaSet implements Cluster.

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -32,9 +31,9 @@ func (w Workload) String() string {
 // owner finds the workload a pod belongs to by following controller owner
 // references: Pod -> ReplicaSet -> Deployment, Pod -> Job -> CronJob, and any
 // other controller as named.
-func owner(c Cluster, pod *corev1.Pod) (kind, name string, err error) {
-	ref := metav1.GetControllerOfNoCopy(pod)
-	if ref == nil {
+func owner(c Cluster, pod *UnmeshedPod) (kind, name string, err error) {
+	ref := pod.Controller
+	if ref.Kind == "" {
 		return "Pod", pod.Name, nil
 	}
 	switch ref.Kind {
@@ -123,11 +122,11 @@ func group(c Cluster, pods []UnmeshedPod) ([]Workload, error) {
 	of := make([]int, len(pods))              // the workload of each pod
 	var count []int                           // the pods of each workload
 	for j, up := range pods {
-		kind, name, err := owner(c, up.Pod)
+		kind, name, err := owner(c, &pods[j])
 		if err != nil {
 			return nil, err
 		}
-		k := key{up.Pod.Namespace, kind, name}
+		k := key{up.Namespace, kind, name}
 		i, ok := byKey[k]
 		if !ok {
 			i = len(out)
@@ -150,7 +149,7 @@ func group(c Cluster, pods []UnmeshedPod) ([]Workload, error) {
 	}
 	for j, up := range pods {
 		w := &out[of[j]]
-		w.Pods = append(w.Pods, up.Pod.Name)
+		w.Pods = append(w.Pods, up.Name)
 	}
 	for i := range out {
 		slices.Sort(out[i].Pods)

@@ -65,7 +65,8 @@ func TestOwner(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			kind, name, err := owner(s, tt.pod)
+			up := UnmeshedPodOf(tt.pod, mesh.NoSidecar)
+			kind, name, err := owner(s, &up)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,13 +88,13 @@ func TestGroup(t *testing.T) {
 	deployPod := testPod("b", "aa", nil) // a Pod named like nothing else
 
 	got, err := group(s, []UnmeshedPod{
-		{web1, mesh.NoSidecar},
-		{db, mesh.HostNetwork},
-		{web2, mesh.ClassicSidecar},
-		{web1, mesh.NoSidecar}, // the same pod twice
-		{bare, mesh.AmbientPending},
-		{webOther, mesh.InjectionDisabled},
-		{deployPod, mesh.NoSidecar},
+		UnmeshedPodOf(web1, mesh.NoSidecar),
+		UnmeshedPodOf(db, mesh.HostNetwork),
+		UnmeshedPodOf(web2, mesh.ClassicSidecar),
+		UnmeshedPodOf(web1, mesh.NoSidecar), // the same pod twice
+		UnmeshedPodOf(bare, mesh.AmbientPending),
+		UnmeshedPodOf(webOther, mesh.InjectionDisabled),
+		UnmeshedPodOf(deployPod, mesh.NoSidecar),
 	})
 	if err != nil {
 		t.Fatal(err)

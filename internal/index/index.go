@@ -7,19 +7,19 @@
 // unmeshed workloads, and a mesh-wide one the namespaces and the unmeshed
 // workloads, not every pod of the cluster.
 //
-// An Index is an engine.Cluster. Its Decide method runs engine.Decide under
-// one read lock on the index's own facts (engine.NamespaceFacts), which is
-// the fast path; passing the Index itself to engine.Decide works too, one
-// lock per lookup, through the pods.
+// Pods arrive as podrecord records (the pod informer's transform), or as
+// corev1.Pods that the index turns into records; either way it keeps no
+// pod object, only its record. Decide runs engine.Decide under one read
+// lock on the index's facts.
 package index
 
 import (
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unique"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
@@ -31,12 +31,13 @@ import (
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
+	"github.com/mtls-guard/mtls-guard/internal/podrecord"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
-// Index is an engine.Cluster maintained from informer events. It is safe
-// for concurrent use: events take a write lock, reads a read lock. The
-// objects it returns are the informers' and must not be modified.
+// Index keeps the guard's facts of the cluster from informer events and
+// decides from them. It is safe for concurrent use: events take a write
+// lock, decisions a read lock.
 type Index struct {
 	opts engine.Options
 	mu   sync.RWMutex
@@ -44,8 +45,7 @@ type Index struct {
 }
 
 var (
-	_ engine.Cluster                  = (*Index)(nil)
-	_ engine.NamespaceFacts           = (*state)(nil)
+	_ engine.Cluster                  = (*state)(nil)
 	_ toolscache.ResourceEventHandler = (*Index)(nil)
 )
 
@@ -146,50 +146,6 @@ func (ix *Index) Stats() Stats {
 	return s
 }
 
-// Namespace implements engine.Cluster.
-func (ix *Index) Namespace(name string) (*corev1.Namespace, error) {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	return ix.st.Namespace(name)
-}
-
-// PodNamespaces implements engine.Cluster. The slice is shared and must not
-// be modified.
-func (ix *Index) PodNamespaces() ([]string, error) {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	return ix.st.PodNamespaces()
-}
-
-// Pods implements engine.Cluster with a fresh slice.
-func (ix *Index) Pods(namespace string) ([]*corev1.Pod, error) {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	return ix.st.Pods(namespace)
-}
-
-// ReplicaSet implements engine.Cluster.
-func (ix *Index) ReplicaSet(namespace, name string) (*appsv1.ReplicaSet, error) {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	return ix.st.ReplicaSet(namespace, name)
-}
-
-// Job implements engine.Cluster.
-func (ix *Index) Job(namespace, name string) (*batchv1.Job, error) {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	return ix.st.Job(namespace, name)
-}
-
-// Policies implements engine.Cluster. The slice is shared and must not be
-// modified.
-func (ix *Index) Policies(namespace string) ([]*policy.Policy, error) {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	return ix.st.Policies(namespace)
-}
-
 // state is the index's data; its methods take no lock.
 type state struct {
 	namespaces map[string]*namespace
@@ -209,7 +165,7 @@ type namespace struct {
 	// counted is the number of counted pods, classes groups them by label
 	// set, and unmeshed lists the unmeshed ones per sidecar mode.
 	counted  int
-	classes  map[string]*labelClass
+	classes  map[unique.Handle[string]]*labelClass
 	unmeshed [len(modes)]unmeshedList
 	// eachLabelSet is labelSets as a func value, made once rather than on
 	// every decision.
@@ -237,7 +193,7 @@ func modeIndex(m mesh.SidecarMode) (int, error) {
 
 // podEntry is one pod of a namespace.
 type podEntry struct {
-	pod *corev1.Pod
+	pod *podrecord.Pod
 	// class is the pod's label set; nil when the pod is not counted.
 	class *labelClass
 	// slot is the pod's position in the namespace's unmeshed list of each
@@ -245,9 +201,10 @@ type podEntry struct {
 	slot [len(modes)]int32
 }
 
-// labelClass is a distinct label set of counted pods.
+// labelClass is a distinct label set of counted pods: the labels are
+// decoded from the records' podrecord.LabelKey once per set.
 type labelClass struct {
-	key    string
+	key    unique.Handle[string]
 	labels map[string]string
 	pods   int
 }
@@ -282,7 +239,9 @@ func (n *namespace) regroup() {
 
 func (l *unmeshedList) add(e *podEntry, m int, reason mesh.Reason) {
 	e.slot[m] = int32(len(l.pods))
-	l.pods = append(l.pods, engine.UnmeshedPod{Pod: e.pod, Reason: reason})
+	l.pods = append(l.pods, engine.UnmeshedPod{
+		Namespace: e.pod.Namespace, Name: e.pod.Name, Labels: e.class.labels, Controller: e.pod.Controller, Reason: reason,
+	})
 	l.entries = append(l.entries, e)
 }
 
@@ -295,30 +254,6 @@ func (l *unmeshedList) remove(e *podEntry, m int) {
 	e.slot[m] = -1
 }
 
-// labelKey renders a label set canonically: sorted, NUL-separated (NUL
-// appears in no label key or value).
-func labelKey(labels map[string]string) string {
-	if len(labels) == 0 {
-		return ""
-	}
-	keys := make([]string, 0, len(labels))
-	n := 0
-	for k, v := range labels {
-		keys = append(keys, k)
-		n += len(k) + len(v) + 2
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	b.Grow(n)
-	for _, k := range keys {
-		b.WriteString(k)
-		b.WriteByte(0)
-		b.WriteString(labels[k])
-		b.WriteByte(0)
-	}
-	return b.String()
-}
-
 // ns returns the namespace's state, creating it.
 func (s *state) ns(name string) *namespace {
 	n := s.namespaces[name]
@@ -328,7 +263,7 @@ func (s *state) ns(name string) *namespace {
 			replicaSets: map[string]*appsv1.ReplicaSet{},
 			jobs:        map[string]*batchv1.Job{},
 			pods:        map[string]*podEntry{},
-			classes:     map[string]*labelClass{},
+			classes:     map[unique.Handle[string]]*labelClass{},
 		}
 		n.eachLabelSet = n.labelSets
 		for m := range modes {
@@ -349,8 +284,10 @@ func (s *state) gc(name string) {
 
 func (s *state) add(obj any) bool {
 	switch o := obj.(type) {
-	case *corev1.Pod:
+	case *podrecord.Pod:
 		s.setPod(o)
+	case *corev1.Pod:
+		s.setPod(podrecord.New(o))
 	case *corev1.Namespace:
 		s.ns(o.Name).obj = o
 	case *appsv1.ReplicaSet:
@@ -377,6 +314,8 @@ func (s *state) add(obj any) bool {
 
 func (s *state) remove(obj any) {
 	switch o := obj.(type) {
+	case *podrecord.Pod:
+		s.deletePod(o.Namespace, o.Name)
 	case *corev1.Pod:
 		s.deletePod(o.Namespace, o.Name)
 	case *corev1.Namespace:
@@ -441,7 +380,7 @@ func (n *namespace) listPolicies() {
 	n.policyList = l
 }
 
-func (s *state) setPod(pod *corev1.Pod) {
+func (s *state) setPod(pod *podrecord.Pod) {
 	n := s.ns(pod.Namespace)
 	e := n.pods[pod.Name]
 	if e == nil {
@@ -454,20 +393,19 @@ func (s *state) setPod(pod *corev1.Pod) {
 		n.forget(e)
 	}
 	e.pod, e.slot = pod, [len(modes)]int32{-1, -1}
-	if !mesh.Counted(pod) {
+	if !pod.Counted {
 		return
 	}
-	key := labelKey(pod.Labels)
-	c := n.classes[key]
+	c := n.classes[pod.Labels]
 	if c == nil {
-		c = &labelClass{key: key, labels: pod.Labels}
-		n.classes[key] = c
+		c = &labelClass{key: pod.Labels, labels: podrecord.ParseLabels(pod.Labels.Value())}
+		n.classes[c.key] = c
 	}
 	c.pods++
 	e.class = c
 	n.counted++
 	for m, mode := range modes {
-		if meshed, reason := mesh.Classify(pod, mode); !meshed {
+		if meshed, reason := pod.Classify(mode); !meshed {
 			n.unmeshed[m].add(e, m, reason)
 			n.groups[m].Store(nil)
 		}
@@ -532,19 +470,6 @@ func (s *state) Namespace(name string) (*corev1.Namespace, error) {
 // PodNamespaces implements engine.Cluster.
 func (s *state) PodNamespaces() ([]string, error) { return s.podNamespaces, nil }
 
-// Pods implements engine.Cluster.
-func (s *state) Pods(namespace string) ([]*corev1.Pod, error) {
-	n := s.namespaces[namespace]
-	if n == nil {
-		return nil, nil
-	}
-	out := make([]*corev1.Pod, 0, len(n.pods))
-	for _, e := range n.pods {
-		out = append(out, e.pod)
-	}
-	return out, nil
-}
-
 // ReplicaSet implements engine.Cluster.
 func (s *state) ReplicaSet(namespace, name string) (*appsv1.ReplicaSet, error) {
 	if n := s.namespaces[namespace]; n != nil {
@@ -569,7 +494,7 @@ func (s *state) Policies(namespace string) ([]*policy.Policy, error) {
 	return nil, nil
 }
 
-// PodFacts implements engine.NamespaceFacts.
+// PodFacts implements engine.Cluster.
 func (s *state) PodFacts(namespace string, mode mesh.SidecarMode) (engine.PodFacts, error) {
 	m, err := modeIndex(mode)
 	if err != nil {

@@ -22,11 +22,11 @@ import (
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 	toolscache "k8s.io/client-go/tools/cache"
 
-	"github.com/mtls-guard/mtls-guard/internal/cachestate"
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
+	"github.com/mtls-guard/mtls-guard/internal/podrecord"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
@@ -105,12 +105,15 @@ func TestIndexFollowsEvents(t *testing.T) {
 	c := clustergen.New(clustergen.Config{Pods: 600, Namespaces: 6, Seed: 7})
 	ix := index.New(engine.DefaultOptions())
 	w := world{}
-	for _, o := range c.Objects() {
+	// The index gets what the cache hands over: pods as records.
+	in := func(o runtime.Object) any {
 		if p, ok := o.(*corev1.Pod); ok {
-			stripped, _ := cachestate.StripPod(p) // what the cache hands over
-			o = stripped.(*corev1.Pod)
+			return podrecord.New(p)
 		}
-		ix.OnAdd(o, true)
+		return o
+	}
+	for _, o := range c.Objects() {
+		ix.OnAdd(in(o), true)
 		w[key(o)] = o
 	}
 	chs := changes(c)
@@ -149,13 +152,13 @@ func TestIndexFollowsEvents(t *testing.T) {
 			case op < 6: // update
 				cp := p.DeepCopy()
 				mutations[rng.IntN(len(mutations))](cp)
-				ix.OnUpdate(p, cp)
+				ix.OnUpdate(in(p), in(cp))
 				w[key(cp)] = cp
 			case op < 8: // delete, half of them as tombstones
 				if op == 6 {
-					ix.OnDelete(p)
+					ix.OnDelete(in(p))
 				} else {
-					ix.OnDelete(toolscache.DeletedFinalStateUnknown{Key: p.Namespace + "/" + p.Name, Obj: p})
+					ix.OnDelete(toolscache.DeletedFinalStateUnknown{Key: p.Namespace + "/" + p.Name, Obj: in(p)})
 				}
 				delete(w, key(p))
 			default: // a new pod in a namespace that may be new
@@ -164,7 +167,7 @@ func TestIndexFollowsEvents(t *testing.T) {
 				if rng.IntN(4) == 0 {
 					cp.Namespace = fmt.Sprintf("new-%d", rng.IntN(3))
 				}
-				ix.OnAdd(cp, false)
+				ix.OnAdd(in(cp), false)
 				w[key(cp)] = cp
 			}
 		}
@@ -183,13 +186,10 @@ func TestIndexFollowsEvents(t *testing.T) {
 
 	// Deleting everything leaves nothing behind.
 	for _, o := range w {
-		ix.OnDelete(o)
+		ix.OnDelete(in(o))
 	}
 	if st := ix.Stats(); st != (index.Stats{}) {
 		t.Errorf("after deleting everything the index holds %+v", st)
-	}
-	if ns, _ := ix.PodNamespaces(); len(ns) != 0 {
-		t.Errorf("pod namespaces %v left", ns)
 	}
 }
 
@@ -244,7 +244,7 @@ func TestIndexWithInformers(t *testing.T) {
 	ic := istiofake.NewSimpleClientset(istioObjs...)
 	kf := informers.NewSharedInformerFactory(kc, 0)
 	podInformer := kf.Core().V1().Pods().Informer()
-	if err := podInformer.SetTransform(cachestate.StripPod); err != nil {
+	if err := podInformer.SetTransform(podrecord.Transform); err != nil {
 		t.Fatal(err)
 	}
 	// Istio's fake clientset does not stream initial lists; say so, as
@@ -307,13 +307,29 @@ func TestIndexWithInformers(t *testing.T) {
 		d, err := ix.Decide(ch)
 		return err == nil && !d.Allowed && len(d.Unmeshed) == 1 && d.Unmeshed[0].Name == "late"
 	})
+	// An update reaches it too: the store holds records, and the informer
+	// tells an update from a resync by their resourceVersion.
+	exempt := pod.DeepCopy()
+	exempt.Labels[mesh.ExemptLabel] = "true"
+	exempt.ResourceVersion = "2" // the fake clientset keeps what it is given
+	if _, err := kc.CoreV1().Pods(pod.Namespace).Update(ctx, exempt, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the pod's update to reach the index", func() bool {
+		d, err := ix.Decide(ch)
+		return err == nil && d.Allowed
+	})
+	stored, ok, err := podInformer.GetStore().GetByKey(pod.Namespace + "/" + pod.Name)
+	if rec, isRecord := stored.(*podrecord.Pod); err != nil || !ok || !isRecord || rec.ResourceVersion != "2" || rec.Counted {
+		t.Errorf("the pod informer stores %T %+v (%v, %v), want the record of the exempt pod", stored, stored, ok, err)
+	}
+	policies := ix.Stats().Policies
 	pa := clustergen.PeerAuthentication(c.NamespaceName(2), "default", apisecurity.PeerAuthentication_MutualTLS_STRICT, nil)
 	if _, err := ic.SecurityV1().PeerAuthentications(pa.Namespace).Create(ctx, pa, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(ctx, t, "the policy to reach the index", func() bool {
-		ps, _ := ix.Policies(pa.Namespace)
-		return len(ps) == 1 && ps[0].Mode == policy.Strict
+		return ix.Stats().Policies == policies+1
 	})
 }
 
@@ -349,12 +365,11 @@ func TestIndexConcurrentUse(t *testing.T) {
 			defer wg.Done()
 			for i := range 200 {
 				ch := chs[(g+i)%len(chs)]
-				var err error
+				o := engine.DefaultOptions()
 				if i%2 == 0 {
-					_, err = ix.Decide(ch)
-				} else {
-					_, err = engine.Decide(ix, ch, engine.DefaultOptions())
+					o.SidecarMode = mesh.Any
 				}
+				_, err := ix.DecideWith(ch, o)
 				if err != nil {
 					errs <- err
 					return
@@ -364,10 +379,13 @@ func TestIndexConcurrentUse(t *testing.T) {
 	}
 	for i := range 2000 {
 		p := c.Pod(i % c.NumPods())
-		if i%3 == 0 {
+		switch i % 3 {
+		case 0:
 			ix.OnDelete(p)
-		} else {
+		case 1:
 			ix.OnAdd(p, false)
+		default:
+			ix.OnAdd(podrecord.New(p), false)
 		}
 	}
 	wg.Wait()

@@ -17,7 +17,6 @@ import (
 	"github.com/go-logr/logr"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -25,7 +24,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -188,6 +186,9 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 		tlsOpts = append(tlsOpts, func(t *tls.Config) { t.NextProtos = []string{"http/1.1"} })
 	}
 	health := newCacheHealth(c.MaxCacheStaleness, log.WithName("cache"))
+	// Pods are cached as podrecord records, a few hundred bytes each; the
+	// webhook decides from the index and never reads pods from the cache.
+	defaultTransform, byObject := cachestate.Transforms()
 	shutdown := c.ShutdownTimeout
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: Scheme(),
@@ -196,11 +197,9 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 			// A read of a kind without an informer fails instead of
 			// quietly starting one and blocking a request.
 			ReaderFailOnMissingInformer: true,
-			DefaultTransform:            cachestate.StripManagedFields,
-			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Pod{}: {Transform: cachestate.StripPod},
-			},
-			DefaultWatchErrorHandler: health.watchErrorHandler,
+			DefaultTransform:            defaultTransform,
+			ByObject:                    byObject,
+			DefaultWatchErrorHandler:    health.watchErrorHandler,
 		},
 		NewCache: func(config *rest.Config, o cache.Options) (cache.Cache, error) {
 			// The cache gets its own HTTP client, whose requests tell

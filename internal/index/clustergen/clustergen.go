@@ -298,7 +298,15 @@ func fill(pod *corev1.Pod, i int) {
 		"prometheus.io/port":                      "15020",
 		"prometheus.io/path":                      "/stats/prometheus",
 	}
+	// The labels every Deployment's pods carry, and those Istio's injector
+	// adds.
+	pod.Labels["app.kubernetes.io/name"] = pod.Labels["app"]
+	pod.Labels["app.kubernetes.io/part-of"] = "shop"
+	pod.Labels["app.kubernetes.io/managed-by"] = "Helm"
 	if len(pod.Spec.InitContainers) > 0 {
+		pod.Labels["security.istio.io/tlsMode"] = "istio"
+		pod.Labels["service.istio.io/canonical-name"] = pod.Labels["app"]
+		pod.Labels["service.istio.io/canonical-revision"] = "v1"
 		pod.Annotations["sidecar.istio.io/status"] = `{"initContainers":["istio-validation","istio-proxy"],"containers":null,"volumes":["workload-socket","credential-socket","workload-certs","istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"],"imagePullSecrets":null,"revision":"default"}`
 		pod.Annotations["istio.io/rev"] = "default"
 	}
