@@ -1,6 +1,6 @@
 // Package cachestate says what the guard's informer cache holds: which
-// kinds, and trimmed how. Pods are kept as podrecord records, every other
-// kind without its managedFields. The guard decides from internal/index,
+// kinds, and trimmed how: Pods are kept as podrecord records, ReplicaSets
+// and Jobs as their owners, every other kind without its managedFields. The guard decides from internal/index,
 // which the same informers feed, so no admission request reads the cache
 // or LISTs the API server.
 package cachestate
@@ -29,9 +29,33 @@ func Objects() []client.Object {
 // Transforms returns the cache's default transform and its per-kind ones.
 // The pod informer stores podrecord records, not Pods: reading Pods
 // through the cache fails with an error rather than answering.
+// ReplicaSets and Jobs keep only their identity and owners, all that
+// naming a pod's workload reads of them: a Deployment keeps up to ten old
+// ReplicaSets, each with a whole pod template.
 func Transforms() (toolscache.TransformFunc, map[client.Object]cache.ByObject) {
 	return StripManagedFields, map[client.Object]cache.ByObject{
-		&corev1.Pod{}: {Transform: podrecord.Transform},
+		&corev1.Pod{}:        {Transform: podrecord.Transform},
+		&appsv1.ReplicaSet{}: {Transform: OwnersOnly},
+		&batchv1.Job{}:       {Transform: OwnersOnly},
+	}
+}
+
+// OwnersOnly keeps a ReplicaSet's or a Job's identity, resourceVersion and
+// ownerReferences; other objects (tombstones among them) pass through.
+func OwnersOnly(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *appsv1.ReplicaSet:
+		return &appsv1.ReplicaSet{TypeMeta: o.TypeMeta, ObjectMeta: ownersOnly(&o.ObjectMeta)}, nil
+	case *batchv1.Job:
+		return &batchv1.Job{TypeMeta: o.TypeMeta, ObjectMeta: ownersOnly(&o.ObjectMeta)}, nil
+	}
+	return obj, nil
+}
+
+func ownersOnly(m *metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Namespace: m.Namespace, Name: m.Name, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		OwnerReferences: m.OwnerReferences,
 	}
 }
 
