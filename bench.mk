@@ -29,6 +29,6 @@ bench-engine:
 bench-webhook:
 	go test ./webhook -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME)
 
-## bench-peers: internal/bench, the peers side by side with the guard, and the end-to-end load (needs `make testbin`).
-bench-peers: testbin
+## bench-peers: internal/bench, the peers side by side with the guard, then the end-to-end load against bin/mtls-guard in its own process.
+bench-peers: testbin build
 	cd internal/bench && go test -count=1 ./... && go run . $(BENCH_FLAGS)

@@ -6,13 +6,20 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,7 +34,6 @@ import (
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
-	"github.com/mtls-guard/mtls-guard/internal/server"
 	"github.com/mtls-guard/mtls-guard/internal/testenv"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
@@ -235,26 +241,34 @@ func listAndDecide(ctx context.Context, cs kubernetes.Interface, base engine.Clu
 	return engine.Decide(l, ch, o)
 }
 
-// guardProcess is an in-process `mtls-guard serve`.
+// guardProcess is `mtls-guard serve` from bin/, in its own process as
+// deployed, so that it has its own heap, collector and scheduler.
 type guardProcess struct {
-	port   int
-	bundle *certs.Bundle
-	cancel context.CancelFunc
-	done   chan error
+	port, metricsPort int
+	bundle            *certs.Bundle
+	cmd               *exec.Cmd
+	done              chan error
 }
 
-// startGuard runs server.Main, the code path of `mtls-guard serve`, as the
-// ServiceAccount of deploy/, on loopback, and waits until it is ready,
-// its cache synced.
+// startGuard runs bin/mtls-guard serve as the ServiceAccount of deploy/,
+// on loopback, its log in dir, and waits until it is ready, its cache
+// synced.
 func startGuard(ctx context.Context, env *testenv.Env, dir string) (*guardProcess, error) {
-	port, err := testenv.FreePort()
+	root, err := testenv.Root()
 	if err != nil {
 		return nil, err
 	}
-	probePort, err := testenv.FreePort()
-	if err != nil {
-		return nil, err
+	bin := filepath.Join(root, "bin", "mtls-guard")
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("the guard's binary: %w (run `make build`)", err)
 	}
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = testenv.FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	port, probePort, metricsPort := ports[0], ports[1], ports[2]
 	certDir := dir + "/certs"
 	bundle, err := certs.Issue("mtls-guard", "mtls-guard", certs.WithIPAddresses(net.IPv4(127, 0, 0, 1)), certs.WithDNSNames("localhost"))
 	if err != nil {
@@ -267,22 +281,33 @@ func startGuard(ctx context.Context, env *testenv.Env, dir string) (*guardProces
 	if err != nil {
 		return nil, err
 	}
-	args := []string{
+	// The guard logs every decision, as deployed; keep that out of the
+	// tables.
+	logFile, err := os.Create(filepath.Join(dir, "guard.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the child holds its own descriptor
+	cmd := exec.Command(bin, "serve",
 		"--kubeconfig", kubeconfig,
 		"--host", "127.0.0.1",
 		"--port", fmt.Sprint(port),
 		"--cert-dir", certDir,
-		"--metrics-bind-address", "0",
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort),
 		"--graceful-shutdown-timeout", "5s",
+	)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	g := &guardProcess{port: port, bundle: bundle, cancel: cancel, done: make(chan error, 1)}
-	go func() { g.done <- server.Main(runCtx, args, os.Stderr) }()
+	g := &guardProcess{port: port, metricsPort: metricsPort, bundle: bundle, cmd: cmd, done: make(chan error, 1)}
+	go func() { g.done <- cmd.Wait() }()
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		select {
 		case err := <-g.done:
-			return false, fmt.Errorf("the guard exited before it was ready: %v", err)
+			g.done <- err
+			return false, fmt.Errorf("the guard exited before it was ready (%v); see %s", err, logFile.Name())
 		default:
 		}
 		return testenv.Ready(ctx, probePort)
@@ -294,12 +319,70 @@ func startGuard(ctx context.Context, env *testenv.Env, dir string) (*guardProces
 	return g, nil
 }
 
+// stop sends SIGTERM, as the kubelet does, and kills the guard if it has
+// not drained within 30 s.
 func (g *guardProcess) stop() {
-	g.cancel()
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-g.done:
 	case <-time.After(30 * time.Second):
+		_ = g.cmd.Process.Kill()
+		<-g.done
 	}
+}
+
+// metrics reads the guard's Prometheus metrics.
+func (g *guardProcess) metrics(ctx context.Context) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", g.metricsPort), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reading the guard's metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("reading the guard's metrics: HTTP %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the guard's metrics: %w", err)
+	}
+	return families, nil
+}
+
+// handling reads the count and the sum of the guard's webhook latency
+// histogram: how many requests its handler served, and in how long.
+func (g *guardProcess) handling(ctx context.Context) (count uint64, sum float64, err error) {
+	families, err := g.metrics(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if f := families["controller_runtime_webhook_latency_seconds"]; f != nil {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "webhook" && l.GetValue() == webhook.Path {
+					return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(), nil
+				}
+			}
+		}
+	}
+	return 0, 0, nil // nothing served yet
+}
+
+// heapInUse is the guard's go_memstats_heap_inuse_bytes.
+func (g *guardProcess) heapInUse(ctx context.Context) (float64, error) {
+	families, err := g.metrics(ctx)
+	if err != nil {
+		return 0, err
+	}
+	f := families["go_memstats_heap_inuse_bytes"]
+	if f == nil || len(f.GetMetric()) == 0 {
+		return 0, errors.New("the guard exports no go_memstats_heap_inuse_bytes")
+	}
+	return f.GetMetric()[0].GetGauge().GetValue(), nil
 }
 
 // endToEnd runs the load without and then with the guard registered.
@@ -309,17 +392,6 @@ func endToEnd(ctx context.Context, c config, env *testenv.Env, admin client.Clie
 		return err
 	}
 	defer os.RemoveAll(dir)
-	// The guard logs every decision, as deployed; keep that out of the
-	// tables.
-	logPath := dir + "/guard.log"
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	stderr := os.Stderr
-	os.Stderr = logFile
-	defer func() { os.Stderr = stderr }()
 
 	deploy, err := testenv.InstallRBAC(ctx, admin)
 	if err != nil {
@@ -332,8 +404,14 @@ func endToEnd(ctx context.Context, c config, env *testenv.Env, admin client.Clie
 	}
 	defer g.stop()
 	fmt.Fprintf(out, "\n== End to end: server-side dry-run applies of PeerAuthentications through the API server, %d clients, then %d, %s each\n", c.workers, c.quietWorkers, c.e2eDuration)
-	fmt.Fprintf(out, "   the guard (server.Main, its cache holding %d pods) was ready in %s; requests alternate namespace-wide and workload STRICT over %d namespaces\n",
-		gen.NumPods(), time.Since(start).Round(time.Millisecond), gen.Config().Namespaces)
+	ready := time.Since(start)
+	heap, err := g.heapInUse(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "   the guard (bin/mtls-guard serve, its own process; its cache holding %d pods, heap in use %.1f MiB) was ready in %s;\n",
+		gen.NumPods(), heap/(1<<20), ready.Round(time.Millisecond))
+	fmt.Fprintf(out, "   requests alternate namespace-wide and workload STRICT over %d namespaces\n", gen.Config().Namespaces)
 
 	dyn, err := dynamic.NewForConfig(unlimited(env.Config))
 	if err != nil {
@@ -345,7 +423,7 @@ func endToEnd(ctx context.Context, c config, env *testenv.Env, admin client.Clie
 	}
 	without := make([]loadStats, len(clients))
 	for i, n := range clients {
-		if without[i], err = loadPhase(ctx, dyn, gen, n, c); err != nil {
+		if without[i], err = loadPhase(ctx, dyn, gen, n, c, g); err != nil {
 			return err
 		}
 	}
@@ -355,7 +433,7 @@ func endToEnd(ctx context.Context, c config, env *testenv.Env, admin client.Clie
 	}
 	with := make([]loadStats, len(clients))
 	for i, n := range clients {
-		if with[i], err = loadPhase(ctx, dyn, gen, n, c); err != nil {
+		if with[i], err = loadPhase(ctx, dyn, gen, n, c, g); err != nil {
 			return err
 		}
 	}

@@ -13,10 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
-	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
 var peerAuthentications = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"}
@@ -34,12 +32,13 @@ type loadStats struct {
 }
 
 // loadPhase warms up, then sends server-side dry-run applies from
-// workers clients for c.e2eDuration, and summarises their latencies.
-func loadPhase(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Cluster, workers int, c config) (loadStats, error) {
+// workers clients for c.e2eDuration, and summarises their latencies and
+// the time the guard's handler spent on them.
+func loadPhase(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Cluster, workers int, c config, g *guardProcess) (loadStats, error) {
 	if _, err := loadFor(ctx, dyn, gen, workers, c.e2eWarmup); err != nil {
 		return loadStats{}, err
 	}
-	n0, sum0, err := guardHandling()
+	n0, sum0, err := g.handling(ctx)
 	if err != nil {
 		return loadStats{}, err
 	}
@@ -47,7 +46,7 @@ func loadPhase(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Clust
 	if err != nil {
 		return s, err
 	}
-	n1, sum1, err := guardHandling()
+	n1, sum1, err := g.handling(ctx)
 	if err != nil {
 		return s, err
 	}
@@ -55,28 +54,6 @@ func loadPhase(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Clust
 		s.guardMean = time.Duration((sum1 - sum0) / float64(n1-n0) * float64(time.Second))
 	}
 	return s, nil
-}
-
-// guardHandling reads the count and the sum of the guard's webhook
-// latency histogram; the guard runs in this process.
-func guardHandling() (count uint64, sum float64, err error) {
-	families, err := ctrlmetrics.Registry.Gather()
-	if err != nil {
-		return 0, 0, fmt.Errorf("gathering the guard's metrics: %w", err)
-	}
-	for _, f := range families {
-		if f.GetName() != "controller_runtime_webhook_latency_seconds" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "webhook" && l.GetValue() == webhook.Path {
-					return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(), nil
-				}
-			}
-		}
-	}
-	return 0, 0, nil // not registered yet: nothing answered
 }
 
 // strictApply is the object of request i: a namespace-wide STRICT or a

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
@@ -98,6 +99,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// envtest logs through controller-runtime's global logger, which
 	// otherwise complains that nobody set it; the guard logs through its own.
 	ctrllog.SetLogger(logr.Discard())
+	// client-go reports requests cut off at the end of a load phase; the
+	// load generator counts those itself.
+	klog.SetLogger(logr.Discard())
 	start := time.Now()
 	guard, err := inProcess(ctx, c, out)
 	if err != nil {
