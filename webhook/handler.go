@@ -83,21 +83,23 @@ var _ admission.Handler = (*Handler)(nil)
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
 	op := string(req.Operation)
-	log := h.Log.WithValues("uid", req.UID, "operation", op, "namespace", req.Namespace, "name", req.Name, "user", req.UserInfo.Username)
+	// The request's fields go with the one line logged, rather than
+	// through WithValues, which builds a logger per request.
+	kv := []any{"uid", req.UID, "operation", op, "namespace", req.Namespace, "name", req.Name, "user", req.UserInfo.Username}
 	d, ignored, code, err := h.decide(ctx, req)
 	DecisionSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	if err != nil {
 		Decisions.WithLabelValues(op, OutcomeError).Inc()
-		log.Error(err, "no decision", "code", code)
+		h.Log.Error(err, "no decision", append(kv, "code", code)...)
 		resp := admission.Errored(code, err)
 		resp.AuditAnnotations = map[string]string{AuditDecision: OutcomeError}
 		return resp
 	}
 	outcome := outcomeOf(d)
 	Decisions.WithLabelValues(op, outcome).Inc()
-	log.Info("decision", "outcome", outcome, "scope", d.Scope, "dryRun", req.DryRun != nil && *req.DryRun,
+	h.Log.Info("decision", append(kv, "outcome", outcome, "scope", d.Scope, "dryRun", req.DryRun != nil && *req.DryRun,
 		"touched", d.Touched, "unmeshed", workloadKeys(d.Unmeshed), "overrideReason", d.OverrideReason,
-		"overrideIgnored", ignored != "", "duration", time.Since(start))
+		"overrideIgnored", ignored != "", "duration", time.Since(start))...)
 	if req.DryRun == nil || !*req.DryRun {
 		h.record(ctx, req, d)
 	}

@@ -39,7 +39,15 @@ const maxUIDLength = 128
 // inside, which the API server reports to the user; never as allowances.
 func NewHTTPHandler(h admission.Handler, log logr.Logger) http.Handler {
 	recoverPanic := true
-	return &reviewHandler{wh: &admission.Webhook{Handler: h, RecoverPanic: &recoverPanic}, log: log}
+	wh := &admission.Webhook{
+		Handler:      h,
+		RecoverPanic: &recoverPanic,
+		// controller-runtime's default adds six request fields to a logger
+		// for every request, for the few lines it logs itself; the
+		// handler logs each decision with those fields already.
+		LogConstructor: func(logr.Logger, *admission.Request) logr.Logger { return log },
+	}
+	return &reviewHandler{wh: wh, log: log}
 }
 
 type reviewHandler struct {

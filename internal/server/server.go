@@ -52,6 +52,7 @@ type Config struct {
 	CertDir           string
 	MetricsAddr       string
 	ProbeAddr         string
+	PprofAddr         string
 	EnableHTTP2       bool
 	ShutdownTimeout   time.Duration
 	ReadHeaderTimeout time.Duration
@@ -111,6 +112,7 @@ func parse(args []string, stderr io.Writer) (Config, *zap.Options, error) {
 	fs.StringVar(&c.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding tls.crt and tls.key; reloaded when they change")
 	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", `address of the Prometheus metrics endpoint; "0" disables it`)
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&c.PprofAddr, "pprof-bind-address", "0", `address of Go's /debug/pprof endpoints, for profiling; "0" (the default) disables them`)
 	fs.BoolVar(&c.EnableHTTP2, "enable-http2", false, "serve HTTP/2 too (off because of the HTTP/2 rapid-reset advisories)")
 	fs.DurationVar(&c.ShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may drain after SIGTERM")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send its request headers")
@@ -215,6 +217,7 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 		},
 		Metrics:                 metricsserver.Options{BindAddress: c.MetricsAddr, TLSOpts: tlsOpts},
 		HealthProbeBindAddress:  c.ProbeAddr,
+		PprofBindAddress:        c.PprofAddr,
 		GracefulShutdownTimeout: &shutdown,
 		WebhookServer: NewWebhookServer(WebhookOptions{
 			Host: c.Host, Port: c.Port, CertDir: c.CertDir, EnableHTTP2: c.EnableHTTP2,
