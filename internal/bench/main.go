@@ -69,7 +69,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.e2eDuration, "e2e-duration", 20*time.Second, "how long each end-to-end load phase runs")
 	fs.DurationVar(&c.e2eWarmup, "e2e-warmup", 2*time.Second, "unmeasured load before each end-to-end phase")
 	fs.IntVar(&c.workers, "workers", 8, "concurrent clients of the end-to-end load")
-	fs.IntVar(&c.quietWorkers, "quiet-workers", 1, "clients of a second end-to-end load that leaves the CPUs idle, to show the latency the guard adds rather than its CPU under saturation; 0 skips it")
+	fs.IntVar(&c.quietWorkers, "quiet-workers", 1, "clients of the quiet end-to-end load, run first, which leaves the CPUs idle to show the latency the guard adds rather than its CPU under saturation; 0 skips it")
 	fs.BoolVar(&c.skipOPA, "skip-opa", false, "leave out the Rego peer")
 	if err := fs.Parse(args); err != nil {
 		return c, err
