@@ -405,14 +405,15 @@ func endToEnd(ctx context.Context, c config, env *testenv.Env, admin client.Clie
 		return err
 	}
 	defer g.stop()
-	// The quiet load first, each load without and then with the guard
-	// registered, back to back: the API server drifts over a run (its
-	// heap, its audit log), and each pair should share its state.
+	// The quiet load first, then the saturating one, each compared in
+	// alternating rounds.
 	clients := []int{c.workers}
 	if c.quietWorkers > 0 {
 		clients = []int{c.quietWorkers, c.workers}
 	}
-	fmt.Fprintf(out, "\n== End to end: server-side dry-run applies of PeerAuthentications through the API server, %v clients, %s per row\n", clients, c.e2eDuration)
+	fmt.Fprintf(out, "\n== End to end: server-side dry-run applies of PeerAuthentications through the API server, %v clients\n", clients)
+	fmt.Fprintf(out, "   each row pools %d rounds of %s that alternate without and with the guard registered (%s warm-up each)\n",
+		c.e2eRounds, c.e2eDuration/time.Duration(c.e2eRounds), c.e2eWarmup)
 	ready := time.Since(start)
 	heap, err := g.heapInUse(ctx)
 	if err != nil {
@@ -427,22 +428,12 @@ func endToEnd(ctx context.Context, c config, env *testenv.Env, admin client.Clie
 		return err
 	}
 	url := fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path)
+	register := func() error { return testenv.RegisterWebhook(ctx, admin, deploy, url, g.bundle.CACert) }
+	deregister := func() error { return unregister(ctx, admin, deploy) }
 	without := make([]loadStats, len(clients))
 	with := make([]loadStats, len(clients))
 	for i, n := range clients {
-		if without[i], err = loadPhase(ctx, dyn, gen, n, c, g); err != nil {
-			return err
-		}
-		if without[i].denied > 0 {
-			return fmt.Errorf("%d requests were denied with no webhook registered", without[i].denied)
-		}
-		if err := testenv.RegisterWebhook(ctx, admin, deploy, url, g.bundle.CACert); err != nil {
-			return err
-		}
-		if with[i], err = loadPhase(ctx, dyn, gen, n, c, g); err != nil {
-			return err
-		}
-		if err := unregister(ctx, admin, deploy); err != nil {
+		if without[i], with[i], err = compare(ctx, dyn, gen, n, c, g, register, deregister); err != nil {
 			return err
 		}
 	}

@@ -19,7 +19,7 @@ import (
 
 var peerAuthentications = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"}
 
-// loadStats summarises one load phase.
+// loadStats summarises the requests of one arm of a comparison.
 type loadStats struct {
 	requests, admitted, denied, errors int
 	rate                               float64
@@ -31,18 +31,60 @@ type loadStats struct {
 	firstErr  error
 }
 
-// loadPhase warms up, then sends server-side dry-run applies from
-// workers clients for c.e2eDuration, and summarises their latencies and
-// the time the guard's handler spent on them.
-func loadPhase(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Cluster, workers int, c config, g *guardProcess) (loadStats, error) {
-	if _, err := loadFor(ctx, dyn, gen, workers, c.e2eWarmup); err != nil {
-		return loadStats{}, err
+// sample is what one timed load produced.
+type sample struct {
+	latencies                []time.Duration
+	elapsed                  time.Duration
+	admitted, denied, errors int
+	firstErr                 error
+	// guardCount and guardSeconds are what the guard's handler served
+	// meanwhile, read from its latency histogram.
+	guardCount   uint64
+	guardSeconds float64
+}
+
+// compare measures workers clients without and with the guard registered,
+// in c.e2eRounds rounds that alternate the two, each arm warmed up and
+// then timed for c.e2eDuration/c.e2eRounds per round, and pools each arm's
+// requests. Alternating keeps a drift of the shared machine or the API
+// server over the run out of the difference.
+func compare(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Cluster, workers int, c config, g *guardProcess, register, unregister func() error) (without, with loadStats, err error) {
+	d := c.e2eDuration / time.Duration(c.e2eRounds)
+	var offs, ons []sample
+	for range c.e2eRounds {
+		off, err := timedLoad(ctx, dyn, gen, workers, c.e2eWarmup, d, g)
+		if err != nil {
+			return without, with, err
+		}
+		if off.denied > 0 {
+			return without, with, fmt.Errorf("%d requests were denied with no webhook registered", off.denied)
+		}
+		if err := register(); err != nil {
+			return without, with, err
+		}
+		on, err := timedLoad(ctx, dyn, gen, workers, c.e2eWarmup, d, g)
+		if err != nil {
+			return without, with, err
+		}
+		if err := unregister(); err != nil {
+			return without, with, err
+		}
+		offs, ons = append(offs, off), append(ons, on)
+	}
+	return summarize(offs), summarize(ons), nil
+}
+
+// timedLoad warms up for warmup, then times d of load and reads what the
+// guard's handler served meanwhile.
+func timedLoad(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Cluster, workers int, warmup, d time.Duration, g *guardProcess) (sample, error) {
+	if _, err := loadFor(ctx, dyn, gen, workers, warmup); err != nil {
+		return sample{}, err
 	}
 	n0, sum0, err := g.handling(ctx)
 	if err != nil {
-		return loadStats{}, err
+		return sample{}, err
 	}
-	s, err := loadFor(ctx, dyn, gen, workers, c.e2eDuration)
+	s, err := loadFor(ctx, dyn, gen, workers, d)
 	if err != nil {
 		return s, err
 	}
@@ -50,10 +92,42 @@ func loadPhase(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Clust
 	if err != nil {
 		return s, err
 	}
-	if n1 > n0 {
-		s.guardMean = time.Duration((sum1 - sum0) / float64(n1-n0) * float64(time.Second))
-	}
+	s.guardCount, s.guardSeconds = n1-n0, sum1-sum0
 	return s, nil
+}
+
+// summarize pools samples into one arm's figures.
+func summarize(samples []sample) loadStats {
+	var s loadStats
+	var all []time.Duration
+	var elapsed time.Duration
+	var guardCount uint64
+	var guardSeconds float64
+	for _, x := range samples {
+		all = append(all, x.latencies...)
+		elapsed += x.elapsed
+		s.admitted += x.admitted
+		s.denied += x.denied
+		s.errors += x.errors
+		if s.firstErr == nil {
+			s.firstErr = x.firstErr
+		}
+		guardCount += x.guardCount
+		guardSeconds += x.guardSeconds
+	}
+	if guardCount > 0 {
+		s.guardMean = time.Duration(guardSeconds / float64(guardCount) * float64(time.Second))
+	}
+	if len(all) == 0 {
+		return s
+	}
+	slices.Sort(all)
+	s.requests = len(all)
+	s.rate = float64(len(all)) / elapsed.Seconds()
+	s.p50 = all[len(all)/2]
+	s.p99 = all[min(len(all)-1, len(all)*99/100)]
+	s.max = all[len(all)-1]
+	return s
 }
 
 // strictApply is the object of request i: a namespace-wide STRICT or a
@@ -74,15 +148,11 @@ func strictApply(gen *clustergen.Cluster, i int) *unstructured.Unstructured {
 	}}
 }
 
-func loadFor(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Cluster, workers int, d time.Duration) (loadStats, error) {
+// loadFor sends server-side dry-run applies from workers clients for d.
+func loadFor(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Cluster, workers int, d time.Duration) (sample, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	type result struct {
-		latencies                []time.Duration
-		admitted, denied, errors int
-		firstErr                 error
-	}
-	results := make([]result, workers)
+	results := make([]sample, workers)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := range workers {
@@ -103,7 +173,7 @@ func loadFor(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Cluster
 				case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "denied the request"):
 					r.denied++
 				case ctx.Err() != nil:
-					continue // cut off by the end of the phase: not counted
+					continue // cut off by the end of the load: not counted
 				default:
 					r.errors++
 					if r.firstErr == nil {
@@ -115,26 +185,18 @@ func loadFor(ctx context.Context, dyn dynamic.Interface, gen *clustergen.Cluster
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	var s loadStats
-	var all []time.Duration
+	out := sample{elapsed: time.Since(start)}
 	for _, r := range results {
-		all = append(all, r.latencies...)
-		s.admitted += r.admitted
-		s.denied += r.denied
-		s.errors += r.errors
-		if s.firstErr == nil {
-			s.firstErr = r.firstErr
+		out.latencies = append(out.latencies, r.latencies...)
+		out.admitted += r.admitted
+		out.denied += r.denied
+		out.errors += r.errors
+		if out.firstErr == nil {
+			out.firstErr = r.firstErr
 		}
 	}
-	if len(all) == 0 {
-		return s, fmt.Errorf("no request completed in %s", d)
+	if len(out.latencies) == 0 {
+		return out, fmt.Errorf("no request completed in %s", d)
 	}
-	slices.Sort(all)
-	s.requests = len(all)
-	s.rate = float64(len(all)) / elapsed.Seconds()
-	s.p50 = all[len(all)/2]
-	s.p99 = all[min(len(all)-1, len(all)*99/100)]
-	s.max = all[len(all)-1]
-	return s, nil
+	return out, nil
 }

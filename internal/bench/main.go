@@ -53,6 +53,7 @@ type config struct {
 	apiserverPods int
 	e2eDuration   time.Duration
 	e2eWarmup     time.Duration
+	e2eRounds     int
 	workers       int
 	quietWorkers  int
 	skipOPA       bool
@@ -66,13 +67,17 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.perNamespace, "pods-per-namespace", 100, "pods per namespace; a cluster of N pods has N/100 namespaces")
 	fs.DurationVar(&c.minTime, "min-time", time.Second, "how long each in-process measurement runs at least (one run at least)")
 	fs.IntVar(&c.apiserverPods, "apiserver-pods", 10000, "largest cluster loaded into the API server for the LIST peer and the end-to-end load; 0 skips both")
-	fs.DurationVar(&c.e2eDuration, "e2e-duration", 20*time.Second, "how long each end-to-end load phase runs")
-	fs.DurationVar(&c.e2eWarmup, "e2e-warmup", 2*time.Second, "unmeasured load before each end-to-end phase")
+	fs.DurationVar(&c.e2eDuration, "e2e-duration", 20*time.Second, "how long each end-to-end row is timed, over all its rounds")
+	fs.DurationVar(&c.e2eWarmup, "e2e-warmup", time.Second, "unmeasured load before each timed round")
+	fs.IntVar(&c.e2eRounds, "e2e-rounds", 4, "rounds that alternate without and with the guard in each end-to-end row")
 	fs.IntVar(&c.workers, "workers", 8, "concurrent clients of the end-to-end load")
 	fs.IntVar(&c.quietWorkers, "quiet-workers", 1, "clients of the quiet end-to-end load, run first, which leaves the CPUs idle to show the latency the guard adds rather than its CPU under saturation; 0 skips it")
 	fs.BoolVar(&c.skipOPA, "skip-opa", false, "leave out the Rego peer")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.e2eRounds < 1 || c.e2eDuration < time.Duration(c.e2eRounds)*time.Second {
+		return c, fmt.Errorf("-e2e-rounds=%d and -e2e-duration=%s: want at least one round, of a second at least", c.e2eRounds, c.e2eDuration)
 	}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
