@@ -7,10 +7,10 @@
 #  2. internal/bench, a separate Go module (OPA stays out of the guard's):
 #     the guard next to the equivalent Rego policy in OPA and next to a
 #     LIST of the pods from a real kube-apiserver per request, with ratios,
-#     then the end-to-end load through the API server without and with the
-#     guard registered. Its test first checks that the Rego peer decides
-#     as the guard does.
-# About 10 minutes on 2 cores; loopback only.
+#     then the end-to-end load through the API server, alternating without
+#     and with bin/mtls-guard registered. Its test first checks that the
+#     Rego peer decides as the guard does.
+# About 5 minutes on 2 cores once bin/ is built; loopback only.
 
 BENCHTIME   ?= 1s
 # BENCH_FLAGS are passed to internal/bench, e.g. BENCH_FLAGS='-apiserver-pods 100000'.
@@ -18,7 +18,7 @@ BENCH_FLAGS ?=
 
 .PHONY: bench bench-engine bench-webhook bench-peers
 
-## bench: engine benchmarks, then the guard next to OPA/Rego, a LIST per request and end to end (about 10 minutes).
+## bench: engine benchmarks, then the guard next to OPA/Rego, a LIST per request and end to end (about 5 minutes).
 bench: bench-engine bench-webhook bench-peers
 
 ## bench-engine: go test -bench on internal/engine (decisions at every size, memory per cached pod).

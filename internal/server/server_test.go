@@ -5,11 +5,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -219,4 +223,26 @@ func TestRegisterTwicePanics(t *testing.T) {
 		}
 	}()
 	s.Register("/a", http.NotFoundHandler())
+}
+
+// TestREADMEListsEveryFlag keeps the README's flags table complete: every
+// flag that `mtls-guard serve -h` prints is named there.
+func TestREADMEListsEveryFlag(t *testing.T) {
+	var usage bytes.Buffer
+	if _, _, err := parse([]string{"-h"}, &usage); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("parse -h: %v", err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`(?m)^\s+-(\S+)`).FindAllStringSubmatch(usage.String(), -1)
+	if len(names) < 20 {
+		t.Fatalf("found %d flags in the usage, expected more:\n%s", len(names), usage.String())
+	}
+	for _, m := range names {
+		if !bytes.Contains(readme, []byte("`--"+m[1]+"`")) {
+			t.Errorf("README.md does not list --%s", m[1])
+		}
+	}
 }
