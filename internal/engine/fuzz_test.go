@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"testing"
@@ -16,7 +17,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
+	"github.com/mtls-guard/mtls-guard/internal/podrecord"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
@@ -50,6 +53,14 @@ func FuzzDecide(f *testing.F) {
 		}
 		want := w.expect()
 		check(t, w, d, want)
+		// The index, fed pods as the cache hands them over, decides alike.
+		got, err := w.index().Decide(w.change)
+		if err != nil {
+			t.Fatalf("Decide on the index failed: %v\n%s", err, w)
+		}
+		if !reflect.DeepEqual(got, d) {
+			t.Fatalf("the index decided\n%+v\nthe snapshot\n%+v\n%s", got, d, w)
+		}
 	})
 }
 
@@ -282,6 +293,27 @@ func (w *world) snapshot() *engine.Snapshot {
 		s.SetPolicy(p)
 	}
 	return s
+}
+
+// index holds the same world as an internal/index.Index, pods as records.
+func (w *world) index() *index.Index {
+	ix := index.New(w.opts)
+	for _, o := range w.nsObjs {
+		ix.Add(o)
+	}
+	for _, o := range w.pods {
+		ix.Add(podrecord.New(o))
+	}
+	for _, o := range w.rss {
+		ix.Add(o)
+	}
+	for _, o := range w.jobs {
+		ix.Add(o)
+	}
+	for _, p := range w.policies {
+		ix.SetPolicy(p)
+	}
+	return ix
 }
 
 func (w *world) String() string {

@@ -123,6 +123,14 @@ func (ix *Index) Add(obj any) bool {
 	return ix.st.add(obj)
 }
 
+// SetPolicy adds or replaces a compiled policy, as Snapshot.SetPolicy
+// does; informers deliver PeerAuthentications through Add instead.
+func (ix *Index) SetPolicy(p *policy.Policy) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.st.setPolicy(p)
+}
+
 // Stats counts what the index holds.
 type Stats struct {
 	Namespaces, Pods, Counted, LabelSets, Policies int
