@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,19 +25,22 @@ const MaxRequestBytes = 7 << 20
 // server sends UUIDs.
 const maxUIDLength = 128
 
-// NewHTTPHandler serves h as an admission webhook. It is controller-runtime's
-// admission.Webhook (panics recovered) with three additions:
+// NewHTTPHandler serves h as an admission webhook. It decodes the body
+// once and runs h through controller-runtime's admission.Webhook (panics
+// recovered, the answer completed with the request's UID). Before h runs:
 //   - a body whose Content-Length is over MaxRequestBytes is refused before
 //     any of it is read;
 //   - a body that is not a JSON admission.k8s.io/v1 or v1beta1
 //     AdmissionReview is refused, rather than decoded as YAML or answered
 //     in a version the API server does not speak;
-//   - an error answer to a request that could not be decoded still echoes
-//     the request's UID when the body names one, and says it is an
-//     admission.k8s.io/v1 AdmissionReview.
+//   - a Content-Type other than application/json is refused, as
+//     controller-runtime refuses it.
 //
-// Errors are answered as AdmissionReviews with HTTP status 200 and the code
-// inside, which the API server reports to the user; never as allowances.
+// A review is answered in its own version; a refusal as an
+// admission.k8s.io/v1 AdmissionReview that echoes the request's UID when
+// the body names one. Errors are answered with HTTP status 200 and the
+// code inside, which the API server reports to the user; never as
+// allowances.
 func NewHTTPHandler(h admission.Handler, log logr.Logger) http.Handler {
 	recoverPanic := true
 	wh := &admission.Webhook{
@@ -53,6 +57,13 @@ func NewHTTPHandler(h admission.Handler, log logr.Logger) http.Handler {
 type reviewHandler struct {
 	wh  *admission.Webhook
 	log logr.Logger
+}
+
+// review is an AdmissionReview of either version as the API server sends
+// it: both versions share one shape.
+type review struct {
+	metav1.TypeMeta `json:",inline"`
+	Request         *admissionv1.AdmissionRequest `json:"request,omitempty"`
 }
 
 func (s *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -74,29 +85,36 @@ func (s *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request entity is too large; limit is %d bytes", MaxRequestBytes), "")
 		return
 	}
-	r.Body = http.NoBody
-	if len(body) > 0 {
-		if err := checkReviewVersion(body); err != nil {
-			s.refuse(w, http.StatusBadRequest, err, requestUID(body))
-			return
+	if len(body) == 0 {
+		s.refuse(w, http.StatusBadRequest, errors.New("request body is empty"), "")
+		return
+	}
+	var in review
+	// Case-sensitive, like the API machinery's decoder.
+	if err := utiljson.Unmarshal(body, &in); err != nil {
+		// Say what is wrong first about the review as a whole.
+		if verr := checkReviewVersion(body); verr != nil {
+			err = verr
+		} else {
+			err = fmt.Errorf("decoding the AdmissionReview: %w", err)
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		s.refuse(w, http.StatusBadRequest, err, requestUID(body))
+		return
 	}
-	out := &bufferWriter{header: w.Header()}
-	s.wh.ServeHTTP(out, r)
-	answer := out.buf.Bytes()
-	// Only the error paths that never decoded the review write no
-	// apiVersion and no UID.
-	if bytes.HasPrefix(answer, []byte(`{"response":`)) {
-		answer = s.complete(answer, requestUID(body))
+	var req admission.Request
+	if in.Request != nil {
+		req.AdmissionRequest = *in.Request
 	}
-	w.Header().Set("Content-Type", "application/json")
-	if out.code != 0 {
-		w.WriteHeader(out.code)
+	if err := reviewVersion(in.TypeMeta); err != nil {
+		s.refuse(w, http.StatusBadRequest, err, string(req.UID))
+		return
 	}
-	if _, err := w.Write(answer); err != nil {
-		s.log.V(1).Info("writing the answer", "error", err.Error())
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		s.refuse(w, http.StatusBadRequest, fmt.Errorf("contentType=%s, expected application/json", ct), string(req.UID))
+		return
 	}
+	resp := s.wh.Handle(r.Context(), req)
+	s.write(w, admissionv1.AdmissionReview{TypeMeta: in.TypeMeta, Response: &resp.AdmissionResponse})
 }
 
 // refuse answers an error without running the webhook.
@@ -104,9 +122,16 @@ func (s *reviewHandler) refuse(w http.ResponseWriter, code int32, err error, uid
 	s.log.Error(err, "request refused", "code", code, "uid", uid)
 	resp := admission.Errored(code, err)
 	resp.UID = types.UID(uid)
-	answer, merr := json.Marshal(review(resp.AdmissionResponse))
-	if merr != nil {
-		http.Error(w, merr.Error(), http.StatusInternalServerError)
+	ar := admissionv1.AdmissionReview{Response: &resp.AdmissionResponse}
+	ar.SetGroupVersionKind(admissionv1.SchemeGroupVersion.WithKind("AdmissionReview"))
+	s.write(w, ar)
+}
+
+// write sends an answer.
+func (s *reviewHandler) write(w http.ResponseWriter, ar admissionv1.AdmissionReview) {
+	answer, err := json.Marshal(ar)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -115,38 +140,20 @@ func (s *reviewHandler) refuse(w http.ResponseWriter, code int32, err error, uid
 	}
 }
 
-// complete gives an error answer its apiVersion, kind and the UID.
-func (s *reviewHandler) complete(answer []byte, uid string) []byte {
-	var ar admissionv1.AdmissionReview
-	if err := json.Unmarshal(answer, &ar); err != nil || ar.Response == nil {
-		return answer
-	}
-	if ar.Response.UID == "" {
-		ar.Response.UID = types.UID(uid)
-	}
-	out, err := json.Marshal(review(*ar.Response))
-	if err != nil {
-		return answer
-	}
-	return out
-}
-
-func review(resp admissionv1.AdmissionResponse) admissionv1.AdmissionReview {
-	ar := admissionv1.AdmissionReview{Response: &resp}
-	ar.SetGroupVersionKind(admissionv1.SchemeGroupVersion.WithKind("AdmissionReview"))
-	return ar
-}
-
 // checkReviewVersion refuses what is not a JSON AdmissionReview of a
-// version the guard speaks. controller-runtime's decoder would also take
-// YAML, and any version of the AdmissionReview kind, answering in that
-// version, which the API server never sends nor reads.
+// version the guard speaks, reading only its apiVersion and kind.
 func checkReviewVersion(body []byte) error {
 	var tm metav1.TypeMeta
-	// Case-sensitive, like the API machinery's decoder.
 	if err := utiljson.Unmarshal(body, &tm); err != nil {
 		return fmt.Errorf("the body is not a JSON AdmissionReview: %w", err)
 	}
+	return reviewVersion(tm)
+}
+
+// reviewVersion accepts admission.k8s.io/v1 and v1beta1 AdmissionReviews.
+// controller-runtime's decoder would also take any version of the kind,
+// answering in that version, which the API server never sends nor reads.
+func reviewVersion(tm metav1.TypeMeta) error {
 	if tm.Kind != "AdmissionReview" || (tm.APIVersion != admissionv1.SchemeGroupVersion.String() && tm.APIVersion != admissionv1beta1.SchemeGroupVersion.String()) {
 		return fmt.Errorf("unsupported AdmissionReview version: got apiVersion %q kind %q, want admission.k8s.io/v1 (or v1beta1) AdmissionReview", tm.APIVersion, tm.Kind)
 	}
@@ -193,22 +200,3 @@ func requestUID(body []byte) string {
 		}
 	}
 }
-
-// bufferWriter collects the webhook's answer so that it can be completed.
-type bufferWriter struct {
-	header http.Header
-	buf    bytes.Buffer
-	code   int
-}
-
-func (b *bufferWriter) Header() http.Header { return b.header }
-
-func (b *bufferWriter) Write(p []byte) (int, error) { return b.buf.Write(p) }
-
-func (b *bufferWriter) WriteHeader(code int) {
-	if b.code == 0 {
-		b.code = code
-	}
-}
-
-var _ http.ResponseWriter = (*bufferWriter)(nil)
