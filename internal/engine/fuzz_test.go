@@ -15,6 +15,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/index"
@@ -275,18 +276,27 @@ func genMode(b *bytesource) apisecurity.PeerAuthentication_MutualTLS_Mode {
 	}
 }
 
-func (w *world) snapshot() *engine.Snapshot {
-	s := engine.NewSnapshot()
+// objects lists the world's objects but its policies.
+func (w *world) objects() []runtime.Object {
+	var out []runtime.Object
 	for _, o := range w.nsObjs {
-		s.Add(o)
+		out = append(out, o)
 	}
 	for _, o := range w.pods {
-		s.Add(o)
+		out = append(out, o)
 	}
 	for _, o := range w.rss {
-		s.Add(o)
+		out = append(out, o)
 	}
 	for _, o := range w.jobs {
+		out = append(out, o)
+	}
+	return out
+}
+
+func (w *world) snapshot() *engine.Snapshot {
+	s := engine.NewSnapshot()
+	for _, o := range w.objects() {
 		s.Add(o)
 	}
 	for _, p := range w.policies {
@@ -298,16 +308,11 @@ func (w *world) snapshot() *engine.Snapshot {
 // index holds the same world as an internal/index.Index, pods as records.
 func (w *world) index() *index.Index {
 	ix := index.New(w.opts)
-	for _, o := range w.nsObjs {
-		ix.Add(o)
-	}
-	for _, o := range w.pods {
-		ix.Add(podrecord.New(o))
-	}
-	for _, o := range w.rss {
-		ix.Add(o)
-	}
-	for _, o := range w.jobs {
+	for _, o := range w.objects() {
+		if pod, ok := o.(*corev1.Pod); ok {
+			ix.Add(podrecord.New(pod))
+			continue
+		}
 		ix.Add(o)
 	}
 	for _, p := range w.policies {
