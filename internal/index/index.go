@@ -134,8 +134,9 @@ func (ix *Index) SetPolicy(p *policy.Policy) {
 // Stats counts what the index holds.
 type Stats struct {
 	Namespaces, Pods, Counted, LabelSets, Policies int
-	// Unmeshed counts the counted pods unmeshed under --sidecar-mode=native.
-	Unmeshed int
+	// Unmeshed counts the counted pods unmeshed under --sidecar-mode=native,
+	// UnmeshedAny those unmeshed under --sidecar-mode=any.
+	Unmeshed, UnmeshedAny int
 }
 
 // Stats counts what the index holds, for logs and tests.
@@ -150,6 +151,7 @@ func (ix *Index) Stats() Stats {
 		s.LabelSets += len(n.classes)
 		s.Policies += len(n.policies)
 		s.Unmeshed += len(n.unmeshed[0].pods)
+		s.UnmeshedAny += len(n.unmeshed[1].pods)
 	}
 	return s
 }

@@ -230,6 +230,7 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 	}
 
 	ix := index.New(opts)
+	serveIndexMetrics(ix, opts.SidecarMode)
 	if err := registerInformers(mgr.GetCache(), health, ix); err != nil {
 		return nil, err
 	}
