@@ -1,8 +1,8 @@
 // Package cachestate says what the guard's informer cache holds: which
-// kinds, and trimmed how: Pods are kept as podrecord records, ReplicaSets
-// and Jobs as their owners, every other kind without its managedFields. The guard decides from internal/index,
-// which the same informers feed, so no admission request reads the cache
-// or LISTs the API server.
+// kinds, and trimmed how. Pods are kept as podrecord records, ReplicaSets
+// and Jobs as their owners, every other kind without its managedFields.
+// The guard decides from internal/index, which the same informers feed,
+// so no admission request reads the cache or LISTs the API server.
 package cachestate
 
 import (
@@ -59,7 +59,8 @@ func ownersOnly(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	}
 }
 
-// StripManagedFields is the transform for every kind but Pods.
+// StripManagedFields is the default transform, for the kinds without
+// their own.
 func StripManagedFields(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)

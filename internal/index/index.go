@@ -150,8 +150,14 @@ func (ix *Index) Stats() Stats {
 		s.Counted += n.counted
 		s.LabelSets += len(n.classes)
 		s.Policies += len(n.policies)
-		s.Unmeshed += len(n.unmeshed[0].pods)
-		s.UnmeshedAny += len(n.unmeshed[1].pods)
+		for m, mode := range modes {
+			switch mode {
+			case mesh.Native:
+				s.Unmeshed += len(n.unmeshed[m].pods)
+			case mesh.Any:
+				s.UnmeshedAny += len(n.unmeshed[m].pods)
+			}
+		}
 	}
 	return s
 }
@@ -188,18 +194,9 @@ type namespace struct {
 	workloads [len(modes)]func() ([]engine.Workload, error)
 }
 
-// modes are the sidecar modes the index classifies every pod under, so
-// that one index answers for either.
-var modes = [...]mesh.SidecarMode{mesh.Native, mesh.Any}
-
-func modeIndex(m mesh.SidecarMode) (int, error) {
-	for i, mode := range modes {
-		if mode == m {
-			return i, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown sidecar mode %q", m)
-}
+// modes are the sidecar modes the index keeps unmeshed pods for, those a
+// record is classified under, so that one index answers for either.
+var modes = podrecord.Modes
 
 // podEntry is one pod of a namespace.
 type podEntry struct {
@@ -506,7 +503,7 @@ func (s *state) Policies(namespace string) ([]*policy.Policy, error) {
 
 // PodFacts implements engine.Cluster.
 func (s *state) PodFacts(namespace string, mode mesh.SidecarMode) (engine.PodFacts, error) {
-	m, err := modeIndex(mode)
+	m, err := podrecord.ModeIndex(mode)
 	if err != nil {
 		return engine.PodFacts{}, err
 	}

@@ -7,6 +7,7 @@
 package podrecord
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"unique"
@@ -33,8 +34,8 @@ type Pod struct {
 	Controller Owner
 	// Counted is mesh.Counted of the pod.
 	Counted bool
-	// verdicts are mesh.Classify under each of modes.
-	verdicts [len(modes)]verdict
+	// verdicts are mesh.Classify under each of Modes.
+	verdicts [len(Modes)]verdict
 }
 
 // Owner names a controller.
@@ -45,9 +46,20 @@ type verdict struct {
 	reason mesh.Reason
 }
 
-// modes are the sidecar modes a record is classified under, so that one
-// record serves either.
-var modes = [...]mesh.SidecarMode{mesh.Native, mesh.Any}
+// Modes are the sidecar modes a record is classified under, so that one
+// record serves either; ModeIndex gives a mode's position. Callers must not
+// modify it.
+var Modes = [...]mesh.SidecarMode{mesh.Native, mesh.Any}
+
+// ModeIndex returns the position of mode in Modes.
+func ModeIndex(mode mesh.SidecarMode) (int, error) {
+	for i, m := range Modes {
+		if m == mode {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown sidecar mode %q", mode)
+}
 
 // New makes the record of a pod.
 func New(pod *corev1.Pod) *Pod {
@@ -59,7 +71,7 @@ func New(pod *corev1.Pod) *Pod {
 		Counted:         mesh.Counted(pod),
 	}
 	p.Controller = ControllerOf(pod)
-	for i, m := range modes {
+	for i, m := range Modes {
 		p.verdicts[i].meshed, p.verdicts[i].reason = mesh.Classify(pod, m)
 	}
 	return p
@@ -89,12 +101,11 @@ func kind(k string) string {
 // mesh.Native and mesh.Any reports an unmeshed pod with no reason; the
 // engine's options never carry one.
 func (p *Pod) Classify(mode mesh.SidecarMode) (meshed bool, reason mesh.Reason) {
-	for i, m := range modes {
-		if m == mode {
-			return p.verdicts[i].meshed, p.verdicts[i].reason
-		}
+	i, err := ModeIndex(mode)
+	if err != nil {
+		return false, ""
 	}
-	return false, ""
+	return p.verdicts[i].meshed, p.verdicts[i].reason
 }
 
 // GetObjectMeta implements metav1.ObjectMetaAccessor, which client-go's
