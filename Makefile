@@ -41,9 +41,18 @@ lint:
 manifests: $(BIN)/kubectl
 	for d in deploy deploy/overlays/*/; do echo "kustomize $$d"; $(BIN)/kubectl kustomize $$d > /dev/null; done
 
-## test: lint, manifests, and every test (unit and end to end) with -race.
+# TEST_MODULES are the separate Go modules (heavy tools kept out of the
+# guard's go.mod) whose tests `make test` runs too; each *.mk file below
+# adds its own.
+TEST_MODULES := internal/bench
+# GOTEST_TIMEOUT bounds every go test run, so a hung test fails with its
+# goroutines dumped instead of eating CI's time.
+GOTEST_TIMEOUT ?= 20m
+
+## test: lint, manifests, and every test (unit and end to end) with -race, in every module.
 test: testbin lint manifests build-static
-	go test -race -count=1 ./...
+	go test -race -count=1 -timeout $(GOTEST_TIMEOUT) ./...
+	for m in $(TEST_MODULES); do echo "== module $$m"; (cd $$m && go vet ./... && go test -count=1 -timeout $(GOTEST_TIMEOUT) ./...); done
 
 ## run: serve against the current kubeconfig (certificates in ./bin/certs).
 run: build
@@ -62,3 +71,5 @@ demo: testbin build
 	go run ./internal/demo
 
 include fuzz.mk bench.mk
+# Each test module under internal/testenv may add its binaries and itself.
+include $(wildcard internal/testenv/*/module.mk)
