@@ -34,6 +34,7 @@ func FuzzDecode(f *testing.F) {
 		if p.Name == "" {
 			t.Fatal("a policy without a name")
 		}
+		agreeWithTyped(t, data, p)
 		again, err := policy.Decode(data)
 		if err != nil || !reflect.DeepEqual(p, again) {
 			t.Fatalf("Decode is not deterministic: %+v then %+v, %v", p, again, err)
@@ -49,6 +50,25 @@ func FuzzDecode(f *testing.F) {
 		checkValid(t, p)
 		roundTrip(t, p)
 	})
+}
+
+// agreeWithTyped compares Decode with the typed path that informers and
+// the admission decoder take (JSON into securityv1.PeerAuthentication,
+// then FromV1): where the typed decode reads the input, both must agree on
+// validity, and a valid policy must come out the same.
+func agreeWithTyped(t *testing.T, data []byte, p *policy.Policy) {
+	t.Helper()
+	var pa securityv1.PeerAuthentication
+	if err := json.Unmarshal(data, &pa); err != nil {
+		return // the typed path refuses what Decode read; nothing to compare
+	}
+	typed := policy.FromV1(&pa)
+	if typed.Valid() != p.Valid() {
+		t.Fatalf("Decode and FromV1 disagree on validity:\nDecode: %+v\nFromV1: %+v", p, typed)
+	}
+	if p.Valid() && !reflect.DeepEqual(p, typed) {
+		t.Fatalf("Decode and FromV1 disagree:\nDecode: %+v\nFromV1: %+v", p, typed)
+	}
 }
 
 // checkValid asserts what the validity rules promise of a valid policy.

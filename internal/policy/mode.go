@@ -47,9 +47,11 @@ func fromAPI(m *apisecurity.PeerAuthentication_MutualTLS) (Mode, error) {
 	if m == nil {
 		return Unset, nil
 	}
-	v := Mode(m.GetMode())
-	if v < Unset || v > Strict {
-		return Unset, fmt.Errorf("unknown mTLS mode %d (want UNSET, DISABLE, PERMISSIVE or STRICT)", int32(m.GetMode()))
+	// Check the range on the enum's int32 before narrowing it: Mode is an
+	// int8, and 259 would otherwise wrap to STRICT.
+	v := int32(m.GetMode())
+	if v < int32(Unset) || v > int32(Strict) {
+		return Unset, fmt.Errorf("unknown mTLS mode %d (want UNSET, DISABLE, PERMISSIVE or STRICT)", v)
 	}
-	return v, nil
+	return Mode(v), nil
 }

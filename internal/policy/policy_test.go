@@ -412,6 +412,15 @@ func TestFromTyped(t *testing.T) {
 				"spec.portLevelMtls[80].mode: unknown mTLS mode -1 " + wantModes,
 			}},
 		},
+		{
+			// 259 is STRICT (3) plus 256: an int8 conversion before the
+			// range check would read it as STRICT.
+			"mode number that wraps to STRICT", spec(map[string]string{"app": "a"}, mtls(259), map[uint32]*apisecurity.PeerAuthentication_MutualTLS{80: mtls(-253)}),
+			Policy{Selector: labels.Set{"app": "a"}, Ports: map[uint32]Mode{80: Unset}, Problems: []string{
+				"spec.mtls.mode: unknown mTLS mode 259 " + wantModes,
+				"spec.portLevelMtls[80].mode: unknown mTLS mode -253 " + wantModes,
+			}},
+		},
 	}
 	for _, tt := range tests {
 		meta := metav1.ObjectMeta{Name: "pa", Namespace: "ns", CreationTimestamp: created,
