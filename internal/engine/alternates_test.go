@@ -58,6 +58,9 @@ func TestDecideAlternates(t *testing.T) {
 							o = tc.opts()
 						}
 						ch := Change{Operation: tc.op, Policy: c.compile(t, tc.change.in(version))}
+						if tc.old != nil {
+							ch.Old = c.compile(t, tc.old.in(version))
+						}
 						want, err := Decide(s, ch, o)
 						if err != nil {
 							t.Fatalf("snapshot: %v", err)

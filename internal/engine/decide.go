@@ -16,12 +16,21 @@ const (
 	Delete Operation = "DELETE"
 )
 
-// Change is one operation on one policy.
+// Change is one operation on one policy. The change's own object comes
+// from the request, never from the cluster view, which may lag behind the
+// API server: only the other policies and the pods come from the view.
 type Change struct {
 	Operation Operation
 	// Policy is the new object for CREATE and UPDATE and the object being
 	// deleted for DELETE.
 	Policy *policy.Policy
+	// Old is the policy's state before an UPDATE (the request's
+	// oldObject). When it is nil on an UPDATE, the view's same-named
+	// policy stands in for it: offline callers (check, report) decide
+	// against the cluster they read. CREATE and DELETE ignore it: a
+	// CREATE has no same-named policy before it, and a DELETE's Policy is
+	// the object being deleted.
+	Old *policy.Policy
 }
 
 // Scope says what a policy applies to.
@@ -116,12 +125,7 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing policies in %s: %w", p.Namespace, err)
 	}
-	p = keepCreation(ch.Operation, p, nsBefore)
-	if ch.Operation == Delete {
-		// The object being deleted exists, whatever a lagging view says:
-		// decide on it, not on a stale copy or on its absence.
-		nsBefore = apply(nsBefore, Update, p)
-	}
+	nsBefore, p = before(nsBefore, ch, p)
 	nsAfter := apply(nsBefore, ch.Operation, p)
 	rootBefore, rootAfter := nsBefore, nsAfter
 	if p.Namespace != o.RootNamespace {
@@ -202,25 +206,44 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 	return d, nil
 }
 
-// keepCreation gives an update the creationTimestamp of the object it
-// replaces, as the API server does: creationTimestamp is immutable, so an
-// UPDATE always keeps the stored one. A CREATE or DELETE whose object has
-// none (a file given to check) takes the stored one too.
-func keepCreation(op Operation, p *policy.Policy, existing []*policy.Policy) *policy.Policy {
-	if op != Update && !p.Created.IsZero() {
-		return p
+// before returns the namespace's policies before the change, with the
+// change's own object as the request gives it rather than as the view
+// holds it, and the changed policy with the creationTimestamp it will have.
+//   - CREATE: no policy of that name exists before, whatever a lagging view
+//     still holds (kubectl replace --force deletes, then creates).
+//   - UPDATE: the state before is Old; creationTimestamp is immutable, so
+//     the policy keeps Old's.
+//   - DELETE: the object being deleted exists before, whatever the view says.
+func before(ps []*policy.Policy, ch Change, p *policy.Policy) ([]*policy.Policy, *policy.Policy) {
+	switch ch.Operation {
+	case Create:
+		return apply(ps, Delete, p), p
+	case Delete:
+		return apply(ps, Update, p), p
 	}
-	for _, e := range existing {
-		if e.Name == p.Name {
-			if e.Created.Equal(&p.Created) {
-				return p
-			}
-			cp := *p
-			cp.Created = e.Created
-			return &cp
+	old := ch.Old
+	if old == nil {
+		old = byName(ps, p.Name)
+	}
+	if old == nil {
+		return ps, p
+	}
+	if !old.Created.Equal(&p.Created) {
+		cp := *p
+		cp.Created = old.Created
+		p = &cp
+	}
+	return apply(ps, Update, old), p
+}
+
+// byName returns the policy of that name, or nil.
+func byName(ps []*policy.Policy, name string) *policy.Policy {
+	for _, e := range ps {
+		if e.Name == name {
+			return e
 		}
 	}
-	return p
+	return nil
 }
 
 // apply returns the namespace's policies after the change.

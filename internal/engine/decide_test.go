@@ -101,7 +101,8 @@ type decideCase struct {
 	fixtures []string // loaded after cluster.yaml
 	existing []pa     // added after the fixtures
 	op       Operation
-	change   pa // rendered in both API versions
+	change   pa  // rendered in both API versions
+	old      *pa // the request's oldObject of an UPDATE; nil: the view's
 	opts     func() Options
 
 	allowed    bool
@@ -858,14 +859,50 @@ var decideCases = []decideCase{
 		change:   v1("billing/payments-old", "", "{selector: {matchLabels: {app: payments}}, mtls: {mode: PERMISSIVE}}"),
 		allowed:  true, scope: WorkloadScope,
 	},
+	// ---- The change's own object comes from the request, not the view.
 	{
-		name:     "CREATE of an existing object (a check of a file) keeps its creationTimestamp",
-		existing: []pa{v1("billing/old", jan, permissive), v1("billing/new", feb, strict)},
+		// kubectl replace --force: the view still holds the deleted
+		// object, but a CREATE has no same-named policy before it.
+		name:     "CREATE decides with no same-named policy before, whatever a lagging view holds",
+		existing: []pa{v1("billing/default", jan, strict).override("INC-1")},
 		op:       Create,
+		change:   v1("billing/default", feb, strict),
+		scope:    NamespaceWide, touched: []string{"billing"},
+		unmeshed: []string{"billing/Deployment/invoicer (1 pod: no-sidecar)"},
+		message:  []string{"CREATE of PeerAuthentication billing/default (namespace-wide) denied"},
+	},
+	{
+		// STRICT (overridden), then PERMISSIVE, then STRICT again within
+		// the informer's lag: the view still holds the first STRICT.
+		name:     "UPDATE decides against the request's oldObject, not the view's copy",
+		existing: []pa{v1("billing/default", jan, strict).override("INC-1")},
+		op:       Update,
+		old:      ptr(v1("billing/default", jan, permissive)),
+		change:   v1("billing/default", jan, strict),
+		scope:    NamespaceWide, touched: []string{"billing"},
+		unmeshed: []string{"billing/Deployment/invoicer (1 pod: no-sidecar)"},
+		message:  []string{"UPDATE of PeerAuthentication billing/default (namespace-wide) denied"},
+	},
+	{
+		name:     "UPDATE keeps the oldObject's creationTimestamp, which the API server never changes",
+		existing: []pa{v1("billing/new", feb, strict)},
+		op:       Update,
+		old:      ptr(v1("billing/old", jan, permissive)),
 		change:   v1("billing/old", "", permissive),
-		allowed:  true, scope: NamespaceWide,
+		// With a zero creationTimestamp billing/old would be the newest:
+		// Istio would ignore it, and billing would drift under STRICT.
+		allowed: true, scope: NamespaceWide,
+	},
+	{
+		name:    "DELETE decides on the object the request sends, even when the view lacks it",
+		op:      Delete,
+		change:  v1("billing/default", jan, permissive),
+		allowed: true, scope: NamespaceWide,
+		message: []string{"DELETE of PeerAuthentication billing/default (namespace-wide) allowed: no pod becomes stricter"},
 	},
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // compilers turn a pa into a policy the two ways the guard does.
 var compilers = []struct {
@@ -890,6 +927,9 @@ func TestDecide(t *testing.T) {
 						o = tc.opts()
 					}
 					ch := Change{Operation: tc.op, Policy: c.compile(t, tc.change.in(version))}
+					if tc.old != nil {
+						ch.Old = c.compile(t, tc.old.in(version))
+					}
 					d, err := Decide(s, ch, o)
 					if err != nil {
 						t.Fatalf("Decide: %v", err)
