@@ -130,10 +130,15 @@ var guardBuild struct {
 }
 
 // guardBinary builds the guard's binary from the repository root, with the
-// guard's own go.mod, once per test binary.
+// guard's own go.mod, once per test binary. MTLS_GUARD_BINARY names a
+// prebuilt one instead.
 func guardBinary(t *testing.T) string {
 	t.Helper()
 	guardBuild.once.Do(func() {
+		if bin := os.Getenv("MTLS_GUARD_BINARY"); bin != "" {
+			guardBuild.path = bin
+			return
+		}
 		root, err := testenv.Root()
 		if err != nil {
 			guardBuild.err = err
