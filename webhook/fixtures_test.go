@@ -136,10 +136,11 @@ func fixtureReader(t testing.TB) client.Reader {
 
 // fixtureDecide decides on an index of the fixture cluster, as the guard
 // serves.
-func fixtureDecide(t testing.TB, o engine.Options) func(engine.Change) (*engine.Decision, error) {
+// Extra objects replace the fixture's of the same name.
+func fixtureDecide(t testing.TB, o engine.Options, extra ...client.Object) func(engine.Change) (*engine.Decision, error) {
 	t.Helper()
 	ix := index.New(o)
-	for _, obj := range fixtureObjects() {
+	for _, obj := range append(fixtureObjects(), extra...) {
 		if !ix.Add(obj) {
 			t.Fatalf("the index does not take %T", obj)
 		}
@@ -176,9 +177,13 @@ func request(t testing.TB, op admissionv1.Operation, user string, groups []strin
 		Operation: op,
 		UserInfo:  authenticationv1.UserInfo{Username: user, Groups: groups},
 	}
-	if op == admissionv1.Delete {
+	switch op {
+	case admissionv1.Delete:
 		req.OldObject.Raw = raw
-	} else {
+	case admissionv1.Update:
+		// A re-apply; tests of other updates set OldObject themselves.
+		req.Object.Raw, req.OldObject.Raw = raw, raw
+	default:
 		req.Object.Raw = raw
 	}
 	return admission.Request{AdmissionRequest: req}

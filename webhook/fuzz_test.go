@@ -5,16 +5,16 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionv1beta1 "k8s.io/api/admission/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -24,21 +24,25 @@ import (
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
-// fuzzOverrideGroups is --override-groups for FuzzHandle.
-var fuzzOverrideGroups = []string{"mesh-admins"}
+// fuzzAdmin is the one user whose overrides the fuzzed handler's
+// authorizer grants.
+const fuzzAdmin = "mesh-admin"
 
 // FuzzHandle sends arbitrary bytes as the body of an admission request
 // through the handler the guard serves (webhook.NewHTTPHandler around
 // controller-runtime's admission.Webhook) over the fixture cluster. It must
-// never panic and always answer an AdmissionReview; it must never allow
-// unless the body is a PeerAuthentication request that engine.Decide, on
-// the same cluster, allows; and when the body is such a request, the answer
-// must be the engine's, with the request's UID. The seed corpus is in
-// testdata/fuzz/FuzzHandle; `make fuzz` searches further.
+// never panic and always answer an AdmissionReview with the request's UID.
+// Its oracle is engine.Decide on a Snapshot of the same cluster, with the
+// request's objects decoded independently (the typed path), not a copy of
+// the handler: every allowance and every denial the handler gives must be
+// the engine's, naming the same workloads. Errors are never allowances.
+// The seed corpus is in testdata/fuzz/FuzzHandle; `make fuzz` searches
+// further.
 func FuzzHandle(f *testing.F) {
 	snap := fixtureSnapshot(f)
 	opts := engine.DefaultOptions()
-	h := &webhook.Handler{Reader: fixtureReader(f), Decide: fixtureDecide(f, opts), Options: opts, OverrideGroups: fuzzOverrideGroups, Log: logr.Discard()}
+	authz := &rbac{allowed: map[string]bool{fuzzAdmin: true}}
+	h := &webhook.Handler{Reader: fixtureReader(f), Decide: fixtureDecide(f, opts), Options: opts, Authorizer: authz, Log: logr.Discard()}
 	srv := webhook.NewHTTPHandler(h, logr.Discard())
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := httptest.NewRecorder()
@@ -63,20 +67,85 @@ func FuzzHandle(f *testing.F) {
 		if resp.UID != req.UID {
 			t.Fatalf("answer UID %q, want the request's %q", resp.UID, req.UID)
 		}
-		want, code := expectedDecision(t, snap, opts, req)
-		if want == nil {
-			if resp.Allowed || resp.Result == nil || resp.Result.Code != code {
-				t.Fatalf("an undecidable request was answered %+v, want code %d", resp.Result, code)
+		decision := resp.AuditAnnotations[webhook.AuditDecision]
+		if decision == webhook.OutcomeError {
+			if resp.Allowed {
+				t.Fatalf("an error was answered as an allowance: %+v", resp.Result)
 			}
 			return
 		}
-		if resp.Allowed != want.Allowed || resp.Result == nil || resp.Result.Message != want.Message {
-			t.Fatalf("answer allowed=%v %+v\nwant the engine's allowed=%v %q", resp.Allowed, resp.Result, want.Allowed, want.Message)
+		want := oracle(t, snap, opts, req)
+		if want == nil {
+			// Only the guard's own validity rules may judge what the
+			// typed path cannot read.
+			if resp.Allowed || decision != webhook.OutcomeInvalid {
+				t.Fatalf("decided %q (allowed=%v) a request the engine cannot decide: %+v", decision, resp.Allowed, resp.Result)
+			}
+			return
 		}
-		if len(resp.Warnings) != len(want.Warnings) {
-			t.Fatalf("warnings %q, want %q", resp.Warnings, want.Warnings)
+		if resp.Allowed != want.Allowed || (decision == webhook.OutcomeInvalid) != want.Invalid {
+			t.Fatalf("answer allowed=%v decision %q, the engine's allowed=%v invalid=%v: %q", resp.Allowed, decision, want.Allowed, want.Invalid, want.Message)
+		}
+		if got, wantKeys := resp.AuditAnnotations[webhook.AuditUnmeshed], unmeshedKeys(want.Unmeshed); got != wantKeys {
+			t.Fatalf("unmeshed workloads %q, the engine's %q", got, wantKeys)
 		}
 	})
+}
+
+// oracle is engine.Decide on the snapshot, for the request's objects
+// decoded the typed way; nil when they cannot be read as a change. Only
+// fuzzAdmin's overrides count, as the fuzzed handler's authorizer says.
+func oracle(t *testing.T, snap *engine.Snapshot, opts engine.Options, req *admissionv1.AdmissionRequest) *engine.Decision {
+	t.Helper()
+	ops := map[admissionv1.Operation]engine.Operation{admissionv1.Create: engine.Create, admissionv1.Update: engine.Update, admissionv1.Delete: engine.Delete}
+	op, ok := ops[req.Operation]
+	if !ok {
+		return nil
+	}
+	typed := func(raw []byte) *policy.Policy {
+		var pa securityv1.PeerAuthentication
+		if len(raw) == 0 || utiljson.Unmarshal(raw, &pa) != nil || pa.Name == "" {
+			return nil
+		}
+		if pa.Namespace == "" {
+			pa.Namespace = req.Namespace
+		}
+		return policy.FromV1(&pa)
+	}
+	ch := engine.Change{Operation: op, Policy: typed(req.Object.Raw)}
+	switch op {
+	case engine.Delete:
+		ch.Policy = typed(req.OldObject.Raw)
+	case engine.Update:
+		if ch.Old = typed(req.OldObject.Raw); ch.Old == nil {
+			return nil
+		}
+	}
+	if ch.Policy == nil || ch.Policy.Namespace == "" {
+		return nil
+	}
+	if req.UserInfo.Username != fuzzAdmin {
+		ch.Policy.OverrideReason = ""
+	}
+	d, err := engine.Decide(snap, ch, opts)
+	if err != nil {
+		t.Fatalf("engine.Decide on a snapshot: %v", err)
+	}
+	return d
+}
+
+// unmeshedKeys renders workloads as the audit annotation does: at most
+// engine.MaxListed, then how many more.
+func unmeshedKeys(ws []engine.Workload) string {
+	keys := make([]string, 0, len(ws))
+	for i, w := range ws {
+		if i == engine.MaxListed {
+			keys = append(keys, "("+strconv.Itoa(len(ws)-i)+" more)")
+			break
+		}
+		keys = append(keys, w.Namespace+"/"+w.Kind+"/"+w.Name)
+	}
+	return strings.Join(keys, ",")
 }
 
 // admissionCodecs decode AdmissionReviews the way controller-runtime does.
@@ -113,49 +182,4 @@ func decodeReview(body []byte) (*admissionv1.AdmissionRequest, bool) {
 		return nil, false
 	}
 	return req, true
-}
-
-// expectedDecision is what the handler must answer: the engine's decision
-// on the snapshot, or nil and the error code for a request it cannot
-// decide.
-func expectedDecision(t *testing.T, snap *engine.Snapshot, opts engine.Options, req *admissionv1.AdmissionRequest) (*engine.Decision, int32) {
-	t.Helper()
-	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
-	if req.UID == "" || !policy.IsPeerAuthentication(gvk) {
-		return nil, http.StatusBadRequest
-	}
-	ops := map[admissionv1.Operation]engine.Operation{admissionv1.Create: engine.Create, admissionv1.Update: engine.Update, admissionv1.Delete: engine.Delete}
-	op, ok := ops[req.Operation]
-	if !ok {
-		return nil, http.StatusBadRequest
-	}
-	raw := req.Object.Raw
-	if op == engine.Delete {
-		raw = req.OldObject.Raw
-	}
-	if len(raw) == 0 {
-		return nil, http.StatusBadRequest
-	}
-	p, err := policy.Decode(raw)
-	if err != nil {
-		return nil, http.StatusBadRequest
-	}
-	if p.Namespace == "" {
-		p.Namespace = req.Namespace
-	}
-	if p.Namespace == "" {
-		return nil, http.StatusBadRequest
-	}
-	ignored := p.OverrideReason != "" && !slices.ContainsFunc(req.UserInfo.Groups, func(g string) bool { return slices.Contains(fuzzOverrideGroups, g) })
-	if ignored {
-		p.OverrideReason = ""
-	}
-	d, err := engine.Decide(snap, engine.Change{Operation: op, Policy: p}, opts)
-	if err != nil {
-		t.Fatalf("engine.Decide on a snapshot: %v", err)
-	}
-	if ignored && !d.Allowed && !d.Invalid {
-		d.Message += "\nThe " + policy.OverrideAnnotation + ` annotation is ignored: user ` + strconv.Quote(req.UserInfo.Username) + " is not in an override group (mesh-admins)."
-	}
-	return d, 0
 }

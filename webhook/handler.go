@@ -7,14 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	admissionv1 "k8s.io/api/admission/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -44,6 +42,13 @@ const (
 	AuditOverrideIgnored = "override-ignored"
 )
 
+// Cause types of a denial's status details.
+const (
+	CauseUnmeshedWorkload metav1.CauseType = "UnmeshedWorkload"
+	// CauseMoreWorkloads ends a list cut at engine.MaxListed entries.
+	CauseMoreWorkloads metav1.CauseType = "MoreUnmeshedWorkloads"
+)
+
 // MaxWarningLength keeps each admission warning on one kubectl line.
 const MaxWarningLength = 119
 
@@ -54,7 +59,10 @@ var ErrNotSynced = errors.New("the guard's cache has not synced with the API ser
 // the API server for longer than the guard tolerates.
 var ErrCacheStale = errors.New("the guard's cache is stale")
 
-var errNoDecide = errors.New("the webhook has no decision source configured")
+var (
+	errNoDecide     = errors.New("the webhook has no decision source configured")
+	errNoAuthorizer = errors.New("the webhook has no override authorizer configured")
+)
 
 // Handler decides PeerAuthentication admission requests.
 type Handler struct {
@@ -67,12 +75,15 @@ type Handler struct {
 	// Decide decides a change, from an index kept by informer events
 	// (internal/index). Without it every request is answered with an error.
 	Decide func(engine.Change) (*engine.Decision, error)
-	// OverrideGroups, when not empty, restricts the override annotation to
-	// requests whose user is in at least one of these groups; anyone else's
-	// override is ignored and the denial says why.
-	OverrideGroups []string
+	// Authorizer checks that the requesting user may override a denial;
+	// without one no override counts.
+	Authorizer OverrideAuthorizer
 	// Recorder records denial and override Events; nil records none.
 	Recorder events.EventRecorder
+	// Events, when set, deduplicates Events: one per policy and reason
+	// within EventInterval, so that replayed requests cannot flood a
+	// namespace with Events. Nil records every one.
+	Events *EventDeduper
 	// Log receives one line per decision.
 	Log logr.Logger
 }
@@ -118,48 +129,9 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) (d *engine.
 		// The API server always sends one and rejects an answer without it.
 		return nil, "", http.StatusBadRequest, errors.New("the AdmissionReview has no request.uid")
 	}
-	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
-	if !policy.IsPeerAuthentication(gvk) {
-		return nil, "", http.StatusBadRequest, fmt.Errorf("this webhook only decides security.istio.io/v1 and v1beta1 PeerAuthentications, got %s", gvk)
-	}
-	var op engine.Operation
-	raw := req.Object.Raw
-	switch req.Operation {
-	case admissionv1.Create:
-		op = engine.Create
-	case admissionv1.Update:
-		op = engine.Update
-	case admissionv1.Delete:
-		op, raw = engine.Delete, req.OldObject.Raw
-	default:
-		return nil, "", http.StatusBadRequest, fmt.Errorf("unsupported operation %q", req.Operation)
-	}
-	if len(raw) == 0 {
-		field := "object"
-		if op == engine.Delete {
-			field = "oldObject"
-		}
-		return nil, "", http.StatusBadRequest, fmt.Errorf("the AdmissionRequest has no %s to decide", field)
-	}
-	p, err := policy.Decode(raw)
+	ch, err := changeOf(req)
 	if err != nil {
-		return nil, "", http.StatusBadRequest, fmt.Errorf("decoding the PeerAuthentication: %w", err)
-	}
-	if p.Namespace == "" {
-		p.Namespace = req.Namespace
-	}
-	if p.Namespace == "" {
-		// PeerAuthentications are namespaced; to the cache, no namespace
-		// would mean every namespace.
-		return nil, "", http.StatusBadRequest, fmt.Errorf("PeerAuthentication %s has no namespace, in the object or the request", p.Name)
-	}
-	ignored = h.overrideIgnored(p, req.UserInfo)
-	if ignored != "" {
-		// Decide as if the annotation were absent: policy.Policy is
-		// shared read-only, so change a copy.
-		cp := *p
-		cp.OverrideReason = ""
-		p = &cp
+		return nil, "", http.StatusBadRequest, err
 	}
 	if h.Synced != nil {
 		if err := h.Synced(ctx); err != nil {
@@ -169,32 +141,94 @@ func (h *Handler) decide(ctx context.Context, req admission.Request) (d *engine.
 	if h.Decide == nil {
 		return nil, "", http.StatusInternalServerError, errNoDecide
 	}
-	d, err = h.Decide(engine.Change{Operation: op, Policy: p})
+	p := ch.Policy
+	d, err = h.Decide(ch)
 	if err != nil {
 		return nil, "", http.StatusInternalServerError, fmt.Errorf("deciding %s: %w", p.Key(), err)
 	}
-	if ignored != "" && !d.Allowed && !d.Invalid {
-		// Only a denial needs the note: an allowance did not need the override.
-		d.Message += "\n" + ignored
-		return d, ignored, 0, nil
+	if !d.Overridden {
+		return d, "", 0, nil
 	}
-	return d, "", 0, nil
+	// The override counts only when RBAC grants it to this user: ask only
+	// now, when it would turn a denial into an allowance.
+	var allowed bool
+	err = errNoAuthorizer
+	if h.Authorizer != nil {
+		allowed, _, err = h.Authorizer.AuthorizeOverride(ctx, req.UserInfo, p.Namespace, p.Name)
+	}
+	if allowed && err == nil {
+		return d, "", 0, nil
+	}
+	ignored = overrideRefusal(req.UserInfo, p.Namespace, p.Name, err)
+	// Decide as if the annotation were absent: policy.Policy is shared
+	// read-only, so change a copy.
+	cp := *p
+	cp.OverrideReason = ""
+	ch.Policy = &cp
+	if d, err = h.Decide(ch); err != nil {
+		return nil, "", http.StatusInternalServerError, fmt.Errorf("deciding %s: %w", p.Key(), err)
+	}
+	d.Message += "\n" + ignored
+	return d, ignored, 0, nil
 }
 
-// overrideIgnored returns why the policy's override annotation does not
-// count for this user, or "" when it counts, is absent, or overrides are
-// disabled altogether (the engine then says so itself).
-func (h *Handler) overrideIgnored(p *policy.Policy, user authenticationv1.UserInfo) string {
-	if len(h.OverrideGroups) == 0 || p.OverrideReason == "" || !h.Options.AllowOverride {
-		return ""
+// changeOf reads the change from the request: the policy from object (the
+// object being deleted, oldObject, for DELETE) and, for UPDATE, its state
+// before from oldObject. Nothing comes from the guard's cache.
+func changeOf(req admission.Request) (engine.Change, error) {
+	var ch engine.Change
+	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
+	if !policy.IsPeerAuthentication(gvk) {
+		return ch, fmt.Errorf("this webhook only decides security.istio.io/v1 and v1beta1 PeerAuthentications, got %s", gvk)
 	}
-	for _, g := range user.Groups {
-		if slices.Contains(h.OverrideGroups, g) {
-			return ""
+	switch req.Operation {
+	case admissionv1.Create:
+		ch.Operation = engine.Create
+	case admissionv1.Update:
+		ch.Operation = engine.Update
+	case admissionv1.Delete:
+		ch.Operation = engine.Delete
+	default:
+		return ch, fmt.Errorf("unsupported operation %q", req.Operation)
+	}
+	var err error
+	if ch.Operation == engine.Delete {
+		ch.Policy, err = decodePolicy(req, "oldObject", req.OldObject.Raw)
+	} else {
+		ch.Policy, err = decodePolicy(req, "object", req.Object.Raw)
+	}
+	if err != nil {
+		return ch, err
+	}
+	if ch.Operation == engine.Update {
+		if ch.Old, err = decodePolicy(req, "oldObject", req.OldObject.Raw); err != nil {
+			return ch, err
+		}
+		if ch.Old.Namespace != ch.Policy.Namespace || ch.Old.Name != ch.Policy.Name {
+			return ch, fmt.Errorf("the UPDATE's oldObject is %s, not %s", ch.Old.Key(), ch.Policy.Key())
 		}
 	}
-	return fmt.Sprintf("The %s annotation is ignored: user %q is not in an override group (%s).",
-		policy.OverrideAnnotation, user.Username, strings.Join(h.OverrideGroups, ", "))
+	return ch, nil
+}
+
+// decodePolicy decodes one of the request's objects.
+func decodePolicy(req admission.Request, field string, raw []byte) (*policy.Policy, error) {
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("the AdmissionRequest has no %s to decide", field)
+	}
+	p, err := policy.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("decoding the PeerAuthentication in %s: %w", field, err)
+	}
+	if p.Namespace == "" {
+		p.Namespace = req.Namespace
+	}
+	if p.Namespace == "" {
+		// PeerAuthentications are namespaced; to the index, no namespace
+		// would mean every namespace.
+		return nil, fmt.Errorf("PeerAuthentication %s has no namespace, in the %s or the request", p.Name, field)
+	}
+	return p, nil
 }
 
 func outcomeOf(d *engine.Decision) string {
@@ -213,10 +247,19 @@ func outcomeOf(d *engine.Decision) string {
 func response(d *engine.Decision, outcome string, req admission.Request) admission.Response {
 	resp := admission.ValidationResponse(d.Allowed, d.Message)
 	if !d.Allowed {
-		causes := make([]metav1.StatusCause, 0, len(d.Unmeshed))
-		for _, w := range d.Unmeshed {
+		// Bounded like the message: a mesh-wide answer must not list every
+		// unmeshed workload of the cluster to whoever can reach the port.
+		causes := make([]metav1.StatusCause, 0, min(len(d.Unmeshed), engine.MaxListed)+1)
+		for i, w := range d.Unmeshed {
+			if i == engine.MaxListed {
+				causes = append(causes, metav1.StatusCause{
+					Type:    CauseMoreWorkloads,
+					Message: fmt.Sprintf("and %d more unmeshed workloads", len(d.Unmeshed)-i),
+				})
+				break
+			}
 			causes = append(causes, metav1.StatusCause{
-				Type:    metav1.CauseType("UnmeshedWorkload"),
+				Type:    CauseUnmeshedWorkload,
 				Message: w.String(),
 				Field:   w.Namespace + "/" + w.Kind + "/" + w.Name,
 			})
@@ -233,7 +276,7 @@ func response(d *engine.Decision, outcome string, req admission.Request) admissi
 	}
 	resp.AuditAnnotations = map[string]string{
 		AuditDecision:       outcome,
-		AuditUnmeshed:       strings.Join(workloadKeys(d.Unmeshed), ","),
+		AuditUnmeshed:       boundedList(workloadKeys(d.Unmeshed)),
 		AuditOverrideReason: d.OverrideReason,
 	}
 	return resp
@@ -260,11 +303,23 @@ func (h *Handler) record(ctx context.Context, req admission.Request, d *engine.D
 	if d.Overridden {
 		reason, action = ReasonOverridden, "Override"
 	}
+	if !h.Events.First(d.Policy + "/" + reason) {
+		EventsSuppressed.Inc()
+		return
+	}
 	note := fmt.Sprintf("%s %s: %s", req.Operation, d.Policy, strings.Join(workloadKeys(d.Unmeshed), ", "))
 	if d.Overridden {
 		note += fmt.Sprintf(" (override: %s)", d.OverrideReason)
 	}
 	h.Recorder.Eventf(ns, related, corev1.EventTypeWarning, reason, action, "%s", shorten(note, 1000))
+}
+
+// boundedList joins at most engine.MaxListed entries, then how many more.
+func boundedList(keys []string) string {
+	if len(keys) <= engine.MaxListed {
+		return strings.Join(keys, ",")
+	}
+	return strings.Join(keys[:engine.MaxListed], ",") + fmt.Sprintf(",(%d more)", len(keys)-engine.MaxListed)
 }
 
 func workloadKeys(ws []engine.Workload) []string {

@@ -2,8 +2,10 @@ package webhook_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,7 +13,9 @@ import (
 	apisecurity "istio.io/api/security/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
@@ -20,85 +24,79 @@ import (
 
 var override = map[string]string{policy.OverrideAnnotation: "INC-42: legacy callers move next sprint"}
 
-// TestOverrideGroups: with --override-groups, the override annotation counts
-// only for members of those groups; anyone else's is ignored and the denial
-// says why.
-func TestOverrideGroups(t *testing.T) {
-	const ignoredNote = `The mtls-guard.io/override-reason annotation is ignored: user "bob" is not in an override group (mesh-admins, sre).`
-	groups := []string{"mesh-admins", "sre"}
+// rbac authorises overrides the way a SubjectAccessReview answers: users
+// in allowed may, the user "unreachable" gets an error, anyone else may not.
+type rbac struct {
+	allowed map[string]bool
+	asked   []string // namespace/name of every review
+}
+
+func (r *rbac) AuthorizeOverride(_ context.Context, user authenticationv1.UserInfo, namespace, name string) (bool, string, error) {
+	r.asked = append(r.asked, namespace+"/"+name)
+	if user.Username == "unreachable" {
+		return false, "", errors.New("connection refused")
+	}
+	return r.allowed[user.Username], "", nil
+}
+
+// TestOverrideAuthorization: the override annotation counts only when the
+// authorizer (RBAC, through a SubjectAccessReview) lets the requesting user
+// override that policy; otherwise, and when the review fails, the denial
+// stands and says why.
+func TestOverrideAuthorization(t *testing.T) {
 	strictLegacy := paObj(nsLegacy, "default", "STRICT", metav1.Time{}, nil, override)
+	carveDelete := paObj(nsCarve, "web-permissive", "PERMISSIVE", metav1.Time{}, map[string]string{"app": "web"}, override)
 	for _, tc := range []struct {
 		name          string
-		groups        []string // --override-groups
 		allowOverride bool
 		op            admissionv1.Operation
 		user          string
-		userGroups    []string
 		obj           *securityv1.PeerAuthentication
 		wantOutcome   string
-		wantMsg       []string
-		notMsg        []string
+		wantAsked     []string
+		wantIgnored   string // substring of the override-ignored note; "" for none
 	}{
 		{
-			name: "no groups configured: anyone's override counts", allowOverride: true,
-			op: admissionv1.Create, user: "bob", userGroups: []string{"devs"}, obj: strictLegacy,
-			wantOutcome: webhook.OutcomeOverridden, wantMsg: []string{"allowed by override", "Deployment/old"},
+			name: "granted", allowOverride: true, op: admissionv1.Create, user: "alice", obj: strictLegacy,
+			wantOutcome: webhook.OutcomeOverridden, wantAsked: []string{"legacy/default"},
 		},
 		{
-			name: "member of an override group", groups: groups, allowOverride: true,
-			op: admissionv1.Create, user: "alice", userGroups: []string{"system:authenticated", "sre"}, obj: strictLegacy,
-			wantOutcome: webhook.OutcomeOverridden, wantMsg: []string{"allowed by override"}, notMsg: []string{"ignored"},
+			name: "not granted: override ignored, denial says why", allowOverride: true, op: admissionv1.Create, user: "bob", obj: strictLegacy,
+			wantOutcome: webhook.OutcomeDenied, wantAsked: []string{"legacy/default"}, wantIgnored: `user "bob" may not override`,
 		},
 		{
-			name: "not a member: override ignored, denial says why", groups: groups, allowOverride: true,
-			op: admissionv1.Create, user: "bob", userGroups: []string{"system:authenticated", "devs"}, obj: strictLegacy,
-			wantOutcome: webhook.OutcomeDenied, wantMsg: []string{"denied", "Deployment/old", ignoredNote},
+			name: "review fails: no override (fail closed)", allowOverride: true, op: admissionv1.Create, user: "unreachable", obj: strictLegacy,
+			wantOutcome: webhook.OutcomeDenied, wantAsked: []string{"legacy/default"}, wantIgnored: "connection refused",
 		},
 		{
-			name: "no groups at all", groups: groups, allowOverride: true,
-			op: admissionv1.Create, user: "bob", obj: strictLegacy,
-			wantOutcome: webhook.OutcomeDenied, wantMsg: []string{ignoredNote},
+			name: "nothing to override: no review", allowOverride: true, op: admissionv1.Create, user: "bob",
+			obj:         paObj(nsMeshed, "default", "STRICT", metav1.Time{}, nil, override),
+			wantOutcome: webhook.OutcomeAllowed,
 		},
 		{
-			name: "group names match exactly", groups: groups, allowOverride: true,
-			op: admissionv1.Create, user: "bob", userGroups: []string{"SRE", "mesh-admins-2"}, obj: strictLegacy,
-			wantOutcome: webhook.OutcomeDenied, wantMsg: []string{ignoredNote},
+			name: "overrides disabled: the engine's note, no review", allowOverride: false, op: admissionv1.Create, user: "alice", obj: strictLegacy,
+			wantOutcome: webhook.OutcomeDenied,
 		},
 		{
-			name: "not a member, but nothing to override", groups: groups, allowOverride: true,
-			op: admissionv1.Create, user: "bob", obj: paObj(nsMeshed, "default", "STRICT", metav1.Time{}, nil, override),
-			wantOutcome: webhook.OutcomeAllowed, notMsg: []string{"ignored"},
+			name: "DELETE: the annotation on the deleted object, granted", allowOverride: true, op: admissionv1.Delete, user: "alice", obj: carveDelete,
+			wantOutcome: webhook.OutcomeOverridden, wantAsked: []string{"carve/web-permissive"},
 		},
 		{
-			name: "overrides disabled: the engine's note, not the groups'", groups: groups, allowOverride: false,
-			op: admissionv1.Create, user: "alice", userGroups: []string{"sre"}, obj: strictLegacy,
-			wantOutcome: webhook.OutcomeDenied, wantMsg: []string{"overrides are disabled"}, notMsg: []string{"override group"},
+			name: "DELETE: not granted", allowOverride: true, op: admissionv1.Delete, user: "bob", obj: carveDelete,
+			wantOutcome: webhook.OutcomeDenied, wantAsked: []string{"carve/web-permissive"}, wantIgnored: "may not override",
 		},
 		{
-			name: "DELETE: the annotation on the deleted object, member", groups: groups, allowOverride: true,
-			op: admissionv1.Delete, user: "alice", userGroups: []string{"mesh-admins"},
-			obj:         paObj(nsCarve, "web-permissive", "PERMISSIVE", metav1.Time{}, map[string]string{"app": "web"}, override),
-			wantOutcome: webhook.OutcomeOverridden, wantMsg: []string{"DELETE", "allowed by override", "Pod/legacy"},
-		},
-		{
-			name: "DELETE: the annotation on the deleted object, not a member", groups: groups, allowOverride: true,
-			op: admissionv1.Delete, user: "bob", userGroups: []string{"devs"},
-			obj:         paObj(nsCarve, "web-permissive", "PERMISSIVE", metav1.Time{}, map[string]string{"app": "web"}, override),
-			wantOutcome: webhook.OutcomeDenied, wantMsg: []string{"DELETE", "denied", "Pod/legacy", ignoredNote},
-		},
-		{
-			name: "invalid policy: invalid, no note", groups: groups, allowOverride: true,
-			op: admissionv1.Create, user: "bob",
+			name: "invalid policy: invalid, no review", allowOverride: true, op: admissionv1.Create, user: "alice",
 			obj:         portsWithoutSelector(paObj(nsLegacy, "ports", "STRICT", metav1.Time{}, nil, override)),
-			wantOutcome: webhook.OutcomeInvalid, wantMsg: []string{"invalid"}, notMsg: []string{"override group"},
+			wantOutcome: webhook.OutcomeInvalid,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := engine.DefaultOptions()
 			opts.AllowOverride = tc.allowOverride
-			h := &webhook.Handler{Reader: fixtureReader(t), Decide: fixtureDecide(t, opts), Options: opts, OverrideGroups: tc.groups, Log: logr.Discard()}
-			req := request(t, tc.op, tc.user, tc.userGroups, tc.obj)
-			resp := h.Handle(context.Background(), req)
+			authz := &rbac{allowed: map[string]bool{"alice": true}}
+			h := &webhook.Handler{Reader: fixtureReader(t), Decide: fixtureDecide(t, opts), Options: opts, Authorizer: authz, Log: logr.Discard()}
+			resp := h.Handle(context.Background(), request(t, tc.op, tc.user, nil, tc.obj))
 			if got := resp.AuditAnnotations[webhook.AuditDecision]; got != tc.wantOutcome {
 				t.Fatalf("outcome %q, want %q: %+v", got, tc.wantOutcome, resp.Result)
 			}
@@ -106,22 +104,71 @@ func TestOverrideGroups(t *testing.T) {
 			if resp.Allowed != wantAllowed {
 				t.Errorf("allowed = %v, want %v", resp.Allowed, wantAllowed)
 			}
-			msg := resp.Result.Message
-			for _, w := range tc.wantMsg {
-				if !strings.Contains(msg, w) {
-					t.Errorf("message lacks %q:\n%s", w, msg)
-				}
-			}
-			for _, w := range tc.notMsg {
-				if strings.Contains(msg, w) {
-					t.Errorf("message has %q:\n%s", w, msg)
-				}
+			if !slices.Equal(authz.asked, tc.wantAsked) {
+				t.Errorf("reviews asked for %q, want %q", authz.asked, tc.wantAsked)
 			}
 			note, ok := resp.AuditAnnotations[webhook.AuditOverrideIgnored]
-			if wantNote := strings.Contains(strings.Join(tc.wantMsg, "\n"), ignoredNote); ok != wantNote || (ok && note != ignoredNote) {
-				t.Errorf("audit annotation %s = %q (present %v), want present %v", webhook.AuditOverrideIgnored, note, ok, wantNote)
+			if ok != (tc.wantIgnored != "") || !strings.Contains(note, tc.wantIgnored) {
+				t.Fatalf("audit annotation %s = %q (present %v), want one with %q", webhook.AuditOverrideIgnored, note, ok, tc.wantIgnored)
+			}
+			if ok {
+				if !strings.HasSuffix(resp.Result.Message, note) {
+					t.Errorf("the denial does not end with why the override was ignored:\n%s", resp.Result.Message)
+				}
+				if resp.AuditAnnotations[webhook.AuditOverrideReason] != "" {
+					t.Errorf("an ignored override is audited as the reason: %q", resp.AuditAnnotations[webhook.AuditOverrideReason])
+				}
+			}
+			if tc.wantOutcome == webhook.OutcomeOverridden && resp.AuditAnnotations[webhook.AuditOverrideReason] != override[policy.OverrideAnnotation] {
+				t.Errorf("override reason audited as %q", resp.AuditAnnotations[webhook.AuditOverrideReason])
 			}
 		})
+	}
+}
+
+// TestLaggingCache: the policy's state before comes from the request, not
+// from an index that lags behind the API server. The index below is held
+// at the first of three writes on purpose: STRICT (overridden), then
+// PERMISSIVE, then STRICT again. Deciding the last write against the
+// index's copy would find that no pod becomes stricter.
+func TestLaggingCache(t *testing.T) {
+	opts := engine.DefaultOptions()
+	decide := fixtureDecide(t, opts, paObj(nsLegacy, "default", "STRICT", metav1.Now(), nil, override))
+	h := &webhook.Handler{Reader: fixtureReader(t), Decide: decide, Options: opts, Authorizer: &rbac{}, Log: logr.Discard()}
+	strict := paObj(nsLegacy, "default", "STRICT", metav1.Time{}, nil, nil)
+
+	update := request(t, admissionv1.Update, "bob", nil, strict)
+	old, err := json.Marshal(paObj(nsLegacy, "default", "PERMISSIVE", metav1.Time{}, nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	update.OldObject.Raw = old
+	// kubectl replace --force deletes the object, then creates it: the
+	// CREATE arrives while the index still holds the deleted one.
+	create := request(t, admissionv1.Create, "bob", nil, strict)
+
+	for name, req := range map[string]admission.Request{"UPDATE": update, "CREATE after DELETE": create} {
+		t.Run(name, func(t *testing.T) {
+			resp := h.Handle(context.Background(), req)
+			if resp.Allowed || resp.AuditAnnotations[webhook.AuditDecision] != webhook.OutcomeDenied {
+				t.Fatalf("allowed=%v decision %q, want a denial: %s", resp.Allowed, resp.AuditAnnotations[webhook.AuditDecision], resp.Result.Message)
+			}
+			if got := resp.AuditAnnotations[webhook.AuditUnmeshed]; got != "legacy/Deployment/old" {
+				t.Errorf("unmeshed %q, want legacy/Deployment/old", got)
+			}
+		})
+	}
+}
+
+// TestUpdateNeedsOldObject: an UPDATE without its state before cannot be
+// decided from the request, and the cache is not asked instead.
+func TestUpdateNeedsOldObject(t *testing.T) {
+	h := &webhook.Handler{Reader: fixtureReader(t), Decide: fixtureDecide(t, engine.DefaultOptions()), Options: engine.DefaultOptions(), Log: logr.Discard()}
+	req := request(t, admissionv1.Update, "bob", nil, paObj(nsLegacy, "default", "STRICT", metav1.Time{}, nil, nil))
+	req.OldObject.Raw = nil
+	resp := h.Handle(context.Background(), req)
+	if resp.Allowed || resp.Result.Code != http.StatusBadRequest {
+		t.Fatalf("allowed=%v code %d, want a 400", resp.Allowed, resp.Result.Code)
 	}
 }
 

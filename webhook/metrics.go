@@ -26,6 +26,12 @@ var (
 		Help:    "Time to decide a PeerAuthentication admission request.",
 		Buckets: []float64{0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5},
 	}, []string{"operation"})
+	// EventsSuppressed counts Events left out as duplicates of a recent
+	// one for the same policy and reason.
+	EventsSuppressed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mtls_guard_events_suppressed_total",
+		Help: "Events not recorded because one for the same policy and reason was recorded recently.",
+	})
 	// RequestsInFlight counts the webhook requests being served, body
 	// reading included: what a graceful shutdown drains.
 	RequestsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -37,5 +43,5 @@ var (
 func init() {
 	// The manager serves metrics.Registry, next to controller-runtime's own
 	// webhook metrics.
-	metrics.Registry.MustRegister(Decisions, DecisionSeconds, RequestsInFlight)
+	metrics.Registry.MustRegister(Decisions, DecisionSeconds, RequestsInFlight, EventsSuppressed)
 }
