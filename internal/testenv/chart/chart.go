@@ -211,7 +211,7 @@ func Generated(c *chart.Chart) (map[string][]byte, error) {
 		return nil, fmt.Errorf("the chart with %v renders no cert-manager objects", CertManagerValues())
 	}
 	return map[string][]byte{
-		"deploy/base/mtls-guard.yaml":          join(base),
+		"deploy/base/mtls-guard.yaml":           join(base),
 		"deploy/cert-manager/certificates.yaml": join(cm),
 	}, nil
 }
