@@ -40,6 +40,9 @@ const (
 	AuditOverrideReason = "override-reason"
 	// AuditOverrideIgnored says why an override annotation did not count.
 	AuditOverrideIgnored = "override-ignored"
+	// AuditExempt names the unmeshed pods of the touched namespaces that
+	// the exempt label kept out of the decision.
+	AuditExempt = "exempt-pods"
 )
 
 // Cause types of a denial's status details.
@@ -278,6 +281,9 @@ func response(d *engine.Decision, outcome string, req admission.Request) admissi
 		AuditDecision:       outcome,
 		AuditUnmeshed:       boundedList(workloadKeys(d.Unmeshed)),
 		AuditOverrideReason: d.OverrideReason,
+	}
+	if len(d.Exempt) > 0 {
+		resp.AuditAnnotations[AuditExempt] = boundedList(d.Exempt)
 	}
 	return resp
 }

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/events"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
@@ -84,5 +86,31 @@ func TestEventsDeduplicated(t *testing.T) {
 	}
 	if !dedup.First("x") || dedup.First("x") {
 		t.Error("First: want true once, then false")
+	}
+}
+
+// TestExemptPodsAreNamed: an unmeshed pod kept out by the exempt label is
+// named in a warning and in the exempt-pods audit annotation whenever its
+// namespace becomes stricter, so that the exemption is never silent.
+func TestExemptPodsAreNamed(t *testing.T) {
+	tool := podObj(nsMeshed, "tool", map[string]string{mesh.ExemptLabel: "true"}, false)
+	h := &webhook.Handler{Reader: fixtureReader(t), Decide: fixtureDecide(t, engine.DefaultOptions(), tool), Options: engine.DefaultOptions(), Log: logr.Discard()}
+	for _, tc := range []struct {
+		name, ns string
+		want     string
+	}{
+		{"stricter", nsMeshed, nsMeshed + "/tool"},
+		{"not stricter: not named", nsCarve, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := h.Handle(context.Background(), request(t, admissionv1.Create, "bob", nil, paObj(tc.ns, "default", "STRICT", metav1.Time{}, nil, nil)))
+			if got := resp.AuditAnnotations[webhook.AuditExempt]; got != tc.want {
+				t.Fatalf("audit annotation %s = %q, want %q", webhook.AuditExempt, got, tc.want)
+			}
+			warned := slices.ContainsFunc(resp.Warnings, func(w string) bool { return strings.HasPrefix(w, "exempt:") && strings.Contains(w, "tool") })
+			if warned != (tc.want != "") {
+				t.Errorf("warnings %q: exempt warning present %v, want %v", resp.Warnings, warned, tc.want != "")
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
@@ -65,6 +66,10 @@ type Decision struct {
 	Warnings []string
 	// Touched lists the namespaces where some counted pod gains strictness.
 	Touched []string
+	// Exempt names ("namespace/pod") the unmeshed pods of the touched
+	// namespaces that the exempt label keeps out of the decision; sorted,
+	// never nil.
+	Exempt []string
 }
 
 // ScopeOf returns the scope of a policy.
@@ -98,6 +103,7 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 		Scope:     ScopeOf(p, o),
 		Unmeshed:  []Workload{},
 		Warnings:  []string{},
+		Exempt:    []string{},
 	}
 	if ch.Operation != Delete && !p.Valid() {
 		d.Invalid = true
@@ -179,6 +185,9 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 		drift = append(drift, s.drift...)
 		if s.touched {
 			d.Touched = append(d.Touched, ns)
+			for _, up := range f.Exempt {
+				d.Exempt = append(d.Exempt, up.Namespace+"/"+up.Name)
+			}
 			if f.Workloads == nil {
 				blocking = append(blocking, f.Unmeshed...)
 			} else {
@@ -196,6 +205,11 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 	}
 	if err := d.addWarnings(c, p, o, nsAfter, matched, drift); err != nil {
 		return nil, err
+	}
+	if len(d.Exempt) > 0 {
+		slices.Sort(d.Exempt)
+		d.Warnings = append(d.Warnings, fmt.Sprintf("exempt: %d unmeshed %s labelled %s not judged: %s",
+			len(d.Exempt), plural(len(d.Exempt), "pod", "pods"), ExemptHint, listNames(d.Exempt, 3)))
 	}
 	d.Allowed = len(d.Unmeshed) == 0
 	if !d.Allowed && p.OverrideReason != "" && o.AllowOverride {

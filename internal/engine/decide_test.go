@@ -114,6 +114,10 @@ type decideCase struct {
 	message    []string // substrings of the message
 }
 
+// exemptWarning names the fixture's exempt unmeshed pod wherever a change
+// makes its namespace stricter.
+const exemptWarning = "exempt: 1 unmeshed pod labelled mtls-guard.io/exempt=true not judged: legacy/exempt-tool"
+
 var decideCases = []decideCase{
 	// ---- 1. Mesh level: the root namespace's selector-less policies.
 	{
@@ -128,6 +132,7 @@ var decideCases = []decideCase{
 			"  legacy/Pod/debug (1 pod: ambient-pending)\n  and 4 more\n",
 			"To proceed:",
 		},
+		warnings: []string{exemptWarning},
 	},
 	{
 		name:     "mesh STRICT skips namespaces whose own namespace policy decides",
@@ -201,6 +206,7 @@ var decideCases = []decideCase{
 		op:       Create,
 		change:   v1("istio-system/a-strict", jan, strict),
 		scope:    MeshWide, touched: everyNamespace, unmeshed: everyUnmeshed,
+		warnings: []string{exemptWarning},
 	},
 	{
 		name:     "mesh: equal timestamps, the larger name is ignored",
@@ -224,7 +230,8 @@ var decideCases = []decideCase{
 		op:       Delete,
 		change:   v1("istio-system/base", jan, ""),
 		scope:    MeshWide, touched: everyNamespace, unmeshed: everyUnmeshed,
-		message: []string{"DELETE of PeerAuthentication istio-system/base (mesh-wide) denied"},
+		message:  []string{"DELETE of PeerAuthentication istio-system/base (mesh-wide) denied"},
+		warnings: []string{exemptWarning},
 	},
 	{
 		name:     "mesh: giving the oldest PERMISSIVE mesh policy a selector exposes a newer STRICT",
@@ -232,7 +239,7 @@ var decideCases = []decideCase{
 		op:       Update,
 		change:   v1("istio-system/base", jan, "{selector: {matchLabels: {app: istiod}}, mtls: {mode: PERMISSIVE}}"),
 		scope:    Ignored, touched: everyNamespace, unmeshed: everyUnmeshed,
-		warnings: []string{"Istio ignores istio-system/base: selector policies in the root namespace istio-system have no effect"},
+		warnings: []string{"Istio ignores istio-system/base: selector policies in the root namespace istio-system have no effect", exemptWarning},
 		message:  []string{"UPDATE of PeerAuthentication istio-system/base (ignored) denied"},
 	},
 	{
@@ -263,6 +270,7 @@ var decideCases = []decideCase{
 		op:       Update,
 		change:   v1("istio-system/old", jan, strict),
 		scope:    MeshWide, touched: everyNamespace, unmeshed: everyUnmeshed,
+		warnings: []string{exemptWarning},
 	},
 	{
 		name:   "mesh: no policy is PERMISSIVE, so a PERMISSIVE mesh policy changes nothing",
@@ -400,7 +408,8 @@ var decideCases = []decideCase{
 		op:     Create,
 		change: v1("legacy/default", "", strict),
 		scope:  NamespaceWide, touched: []string{"legacy"}, unmeshed: legacyNative,
-		message: []string{"while 10 workloads there have no Istio sidecar", "  StatefulSet/db (2 pods: classic-sidecar, no-sidecar)\nTo proceed"},
+		message:  []string{"while 10 workloads there have no Istio sidecar", "  StatefulSet/db (2 pods: classic-sidecar, no-sidecar)\nTo proceed"},
+		warnings: []string{exemptWarning},
 	},
 	{
 		name:   "namespace: every reason and every owner kind (--sidecar-mode=any)",
@@ -408,6 +417,7 @@ var decideCases = []decideCase{
 		change: v1("legacy/default", "", strict),
 		opts:   func() Options { return withSidecarMode(mesh.Any) },
 		scope:  NamespaceWide, touched: []string{"legacy"}, unmeshed: legacyAny,
+		warnings: []string{exemptWarning},
 	},
 	{
 		name:   "namespace: classic sidecars are unmeshed by default",
@@ -790,7 +800,7 @@ var decideCases = []decideCase{
 		change:  v1("legacy/default", "", strict).override(strings.Repeat("x", 60)),
 		allowed: true, overridden: true,
 		scope: NamespaceWide, touched: []string{"legacy"}, unmeshed: legacyNative,
-		warnings: []string{"override: admitted with 10 unmeshed workloads cut off (reason: \"" + strings.Repeat("x", 49) + "…\")"},
+		warnings: []string{exemptWarning, "override: admitted with 10 unmeshed workloads cut off (reason: \"" + strings.Repeat("x", 49) + "…\")"},
 	},
 	{
 		name:   "override: disabled with --allow-override=false",

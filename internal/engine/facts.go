@@ -39,6 +39,10 @@ type PodFacts struct {
 	// Unmeshed lists the counted pods that are not meshed under the
 	// sidecar mode asked for, in any order.
 	Unmeshed []UnmeshedPod
+	// Exempt lists the pods that would be counted and unmeshed under the
+	// sidecar mode but for their mtls-guard.io/exempt label: a decision
+	// names them wherever their exemption changes it.
+	Exempt []UnmeshedPod
 	// Workloads, when set, returns Group of Unmeshed, so that a Cluster
 	// may keep that grouping between decisions; the engine copies what it
 	// keeps of it. When nil, the engine groups Unmeshed itself.
@@ -56,6 +60,11 @@ func FactsOf(pods []*corev1.Pod, mode mesh.SidecarMode) PodFacts {
 		}
 	}}
 	for _, pod := range pods {
+		if mesh.Exempt(pod) {
+			if meshed, reason := mesh.Classify(pod, mode); !meshed {
+				f.Exempt = append(f.Exempt, UnmeshedPodOf(pod, reason))
+			}
+		}
 		if !mesh.Counted(pod) {
 			continue
 		}

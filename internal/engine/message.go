@@ -128,15 +128,19 @@ func enrolled(ns *corev1.Namespace) bool {
 
 // workloadNames renders at most max "Kind/name" entries.
 func workloadNames(ws []Workload, max int) string {
-	names := make([]string, 0, max+1)
+	names := make([]string, len(ws))
 	for i, w := range ws {
-		if i == max {
-			names = append(names, fmt.Sprintf("and %d more", len(ws)-max))
-			break
-		}
-		names = append(names, w.Kind+"/"+w.Name)
+		names[i] = w.Kind + "/" + w.Name
 	}
-	return strings.Join(names, ", ")
+	return listNames(names, max)
+}
+
+// listNames renders at most max names, then how many more.
+func listNames(names []string, max int) string {
+	if len(names) <= max {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:max], ", ") + fmt.Sprintf(", and %d more", len(names)-max)
 }
 
 func plural(n int, one, many string) string {

@@ -180,8 +180,11 @@ type namespace struct {
 	pods        map[string]*podEntry
 	// counted is the number of counted pods, classes groups them by label
 	// set, and unmeshed lists the unmeshed ones per sidecar mode.
-	counted  int
-	classes  map[unique.Handle[string]]*labelClass
+	counted int
+	classes map[unique.Handle[string]]*labelClass
+	// exempt holds the pods that would be counted but for their exempt
+	// label, by name; few, so decisions filter them per mode.
+	exempt   map[string]*podrecord.Pod
 	unmeshed [len(modes)]unmeshedList
 	// eachLabelSet is labelSets as a func value, made once rather than on
 	// every decision.
@@ -400,6 +403,12 @@ func (s *state) setPod(pod *podrecord.Pod) {
 		n.forget(e)
 	}
 	e.pod, e.slot = pod, [len(modes)]int32{-1, -1}
+	if pod.Exempt {
+		if n.exempt == nil {
+			n.exempt = map[string]*podrecord.Pod{}
+		}
+		n.exempt[pod.Name] = pod
+	}
 	if !pod.Counted {
 		return
 	}
@@ -421,6 +430,7 @@ func (s *state) setPod(pod *podrecord.Pod) {
 
 // forget takes a pod out of the namespace's facts.
 func (n *namespace) forget(e *podEntry) {
+	delete(n.exempt, e.pod.Name)
 	if c := e.class; c != nil {
 		if c.pods--; c.pods == 0 {
 			delete(n.classes, c.key)
@@ -511,7 +521,13 @@ func (s *state) PodFacts(namespace string, mode mesh.SidecarMode) (engine.PodFac
 	if n == nil {
 		return engine.PodFacts{LabelSets: func(func(map[string]string, int) bool) {}}, nil
 	}
-	return engine.PodFacts{Counted: n.counted, LabelSets: n.eachLabelSet, Unmeshed: n.unmeshed[m].pods, Workloads: n.workloads[m]}, nil
+	f := engine.PodFacts{Counted: n.counted, LabelSets: n.eachLabelSet, Unmeshed: n.unmeshed[m].pods, Workloads: n.workloads[m]}
+	for _, pod := range n.exempt {
+		if meshed, reason := pod.Classify(mode); !meshed {
+			f.Exempt = append(f.Exempt, engine.UnmeshedPod{Namespace: pod.Namespace, Name: pod.Name, Controller: pod.Controller, Reason: reason})
+		}
+	}
+	return f, nil
 }
 
 func (n *namespace) labelSets(yield func(map[string]string, int) bool) {

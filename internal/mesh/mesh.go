@@ -94,13 +94,16 @@ func Classify(pod *corev1.Pod, mode SidecarMode) (meshed bool, reason Reason) {
 // finished, are being deleted or are exempt are not counted; excluded
 // namespaces are the caller's concern.
 func Counted(pod *corev1.Pod) bool {
-	switch {
-	case pod.Status.Phase == corev1.PodSucceeded, pod.Status.Phase == corev1.PodFailed:
-		return false
-	case pod.DeletionTimestamp != nil:
-		return false
-	case pod.Labels[ExemptLabel] == "true":
-		return false
-	}
-	return true
+	return live(pod) && pod.Labels[ExemptLabel] != "true"
+}
+
+// Exempt reports whether a pod would be counted but for its exempt label:
+// the pods whose exemption a decision must make visible.
+func Exempt(pod *corev1.Pod) bool {
+	return live(pod) && pod.Labels[ExemptLabel] == "true"
+}
+
+// live reports whether a pod neither finished nor is being deleted.
+func live(pod *corev1.Pod) bool {
+	return pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed && pod.DeletionTimestamp == nil
 }

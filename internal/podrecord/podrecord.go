@@ -32,8 +32,8 @@ type Pod struct {
 	Labels unique.Handle[string]
 	// Controller is the pod's controller; its Kind is empty when it has none.
 	Controller Owner
-	// Counted is mesh.Counted of the pod.
-	Counted bool
+	// Counted is mesh.Counted of the pod, Exempt mesh.Exempt.
+	Counted, Exempt bool
 	// verdicts are mesh.Classify under each of Modes.
 	verdicts [len(Modes)]verdict
 }
@@ -69,6 +69,7 @@ func New(pod *corev1.Pod) *Pod {
 		ResourceVersion: pod.ResourceVersion,
 		Labels:          unique.Make(LabelKey(pod.Labels)),
 		Counted:         mesh.Counted(pod),
+		Exempt:          mesh.Exempt(pod),
 	}
 	p.Controller = ControllerOf(pod)
 	for i, m := range Modes {

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/mtls-guard/mtls-guard/internal/cachestate"
@@ -63,9 +64,18 @@ type Config struct {
 	SidecarMode       string
 	ExcludeNamespaces string
 	AllowOverride     bool
-	// OverrideGroups restricts the override annotation to these groups;
-	// empty means any user's override counts.
-	OverrideGroups []string
+	// ClientCAFile, when set, makes the webhook server require a client
+	// certificate signed by this CA (an API server configured with
+	// webhook client credentials).
+	ClientCAFile string
+	// MetricsSecure serves /metrics over HTTPS, to clients that the API
+	// server authenticates and authorises (TokenReview and
+	// SubjectAccessReview).
+	MetricsSecure bool
+	// WebhookConfigName is the guard's own ValidatingWebhookConfiguration,
+	// read back to report what would keep PeerAuthentications from it;
+	// empty skips the check.
+	WebhookConfigName string
 	// OwnNamespace is the guard's namespace (POD_NAMESPACE), always excluded.
 	OwnNamespace string
 }
@@ -97,7 +107,8 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log.Info("starting mtls-guard", "port", c.Port, "certDir", c.CertDir, "rootNamespace", c.RootNamespace, "sidecarMode", c.SidecarMode,
-		"overrideGroups", c.OverrideGroups, "maxCacheStaleness", c.MaxCacheStaleness, "readHeaderTimeout", c.ReadHeaderTimeout)
+		"allowOverride", c.AllowOverride, "clientCAFile", c.ClientCAFile, "metricsSecure", c.MetricsSecure, "webhookConfigName", c.WebhookConfigName,
+		"maxCacheStaleness", c.MaxCacheStaleness, "readHeaderTimeout", c.ReadHeaderTimeout)
 	return start(ctx, mgr, c.ShutdownTimeout)
 }
 
@@ -110,7 +121,10 @@ func parse(args []string, stderr io.Writer) (Config, *zap.Options, error) {
 	fs.StringVar(&c.Host, "host", "", "address the webhook server binds to; empty means all")
 	fs.IntVar(&c.Port, "port", 9443, "port the webhook server listens on")
 	fs.StringVar(&c.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding tls.crt and tls.key; reloaded when they change")
-	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", `address of the Prometheus metrics endpoint; "0" disables it`)
+	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8443", `address of the Prometheus metrics endpoint; "0" disables it`)
+	fs.BoolVar(&c.MetricsSecure, "metrics-secure", true, "serve /metrics over HTTPS (the --cert-dir certificate) to clients the API server authenticates and authorises for GET /metrics; false: plain HTTP to anyone")
+	fs.StringVar(&c.ClientCAFile, "client-ca-file", "", "PEM CA bundle; when set, the webhook server requires a client certificate signed by it (API servers with webhook client credentials)")
+	fs.StringVar(&c.WebhookConfigName, "webhook-config-name", "mtls-guard", `the guard's own ValidatingWebhookConfiguration, read back to report selectors or rules that keep PeerAuthentications from it; "" skips the check`)
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&c.PprofAddr, "pprof-bind-address", "0", `address of Go's /debug/pprof endpoints, for profiling; "0" (the default) disables them`)
 	fs.BoolVar(&c.EnableHTTP2, "enable-http2", false, "serve HTTP/2 too (off because of the HTTP/2 rapid-reset advisories)")
@@ -120,11 +134,7 @@ func parse(args []string, stderr io.Writer) (Config, *zap.Options, error) {
 	fs.StringVar(&c.RootNamespace, "root-namespace", engine.DefaultRootNamespace, "Istio root namespace (aks-istio-system on the AKS Istio add-on)")
 	fs.StringVar(&c.SidecarMode, "sidecar-mode", string(mesh.Native), "which sidecars count as meshed: native (istio-proxy initContainer) or any (classic too)")
 	fs.StringVar(&c.ExcludeNamespaces, "exclude-namespaces", engine.DefaultExcludedNamespaces, "comma-separated namespaces whose pods are never counted (the root namespace and POD_NAMESPACE always are)")
-	fs.BoolVar(&c.AllowOverride, "allow-override", true, "honour the mtls-guard.io/override-reason annotation")
-	fs.Func("override-groups", "comma-separated groups whose members' mtls-guard.io/override-reason annotation counts (from the request's userInfo); empty: anyone's", func(v string) error {
-		c.OverrideGroups = splitList(v)
-		return nil
-	})
+	fs.BoolVar(&c.AllowOverride, "allow-override", true, "honour the mtls-guard.io/override-reason annotation of users whom RBAC allows the verb override on peerauthentications.mtls-guard.io")
 	zopts := &zap.Options{}
 	zopts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -215,14 +225,14 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 			o.HTTPClient = hc
 			return cache.New(config, o)
 		},
-		Metrics:                 metricsserver.Options{BindAddress: c.MetricsAddr, TLSOpts: tlsOpts},
+		Metrics:                 metricsOptions(c, tlsOpts),
 		HealthProbeBindAddress:  c.ProbeAddr,
 		PprofBindAddress:        c.PprofAddr,
 		GracefulShutdownTimeout: &shutdown,
 		WebhookServer: NewWebhookServer(WebhookOptions{
 			Host: c.Host, Port: c.Port, CertDir: c.CertDir, EnableHTTP2: c.EnableHTTP2,
 			ReadHeaderTimeout: c.ReadHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout,
-			MaxHeaderBytes: maxHeaderBytes, ShutdownTimeout: c.ShutdownTimeout, Log: log.WithName("webhook-server"),
+			MaxHeaderBytes: maxHeaderBytes, ShutdownTimeout: c.ShutdownTimeout, ClientCAFile: c.ClientCAFile, Log: log.WithName("webhook-server"),
 		}),
 	})
 	if err != nil {
@@ -235,13 +245,14 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 		return nil, err
 	}
 	h := &webhook.Handler{
-		Reader:         mgr.GetCache(),
-		Decide:         ix.Decide,
-		Synced:         health.Check,
-		Options:        opts,
-		OverrideGroups: c.OverrideGroups,
-		Recorder:       mgr.GetEventRecorder("mtls-guard"),
-		Log:            log.WithName("decision"),
+		Reader:     mgr.GetCache(),
+		Decide:     ix.Decide,
+		Synced:     health.Check,
+		Options:    opts,
+		Authorizer: webhook.SubjectAccessReviewer{Client: mgr.GetClient()},
+		Recorder:   mgr.GetEventRecorder("mtls-guard"),
+		Events:     webhook.NewEventDeduper(eventInterval),
+		Log:        log.WithName("decision"),
 	}
 	srv := mgr.GetWebhookServer()
 	srv.Register(webhook.Path, webhook.NewHTTPHandler(h, log.WithName("admission")))
@@ -258,7 +269,38 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 	if err := mgr.AddReadyzCheck("cache", func(r *http.Request) error { return health.Check(r.Context()) }); err != nil {
 		return nil, fmt.Errorf("adding cache readiness check: %w", err)
 	}
+	if c.WebhookConfigName != "" {
+		sc := &selfCheck{
+			name: c.WebhookConfigName, api: mgr.GetAPIReader(), namespaces: mgr.GetCache(),
+			synced: mgr.GetCache().WaitForCacheSync, opts: opts, log: log.WithName("self-check"),
+		}
+		if err := mgr.Add(sc); err != nil {
+			return nil, fmt.Errorf("adding the webhook configuration self-check: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("webhook-config", sc.Checker); err != nil {
+			return nil, fmt.Errorf("adding webhook configuration readiness check: %w", err)
+		}
+	}
 	return mgr, nil
+}
+
+// eventInterval is how long Events for one policy and reason are
+// deduplicated: a replayed request cannot flood the namespace.
+const eventInterval = time.Minute
+
+// metricsOptions serve /metrics the way kubebuilder v4 does: over HTTPS
+// with the serving certificate, to callers whose token the API server
+// authenticates (TokenReview) and authorises for GET /metrics
+// (SubjectAccessReview; deploy/ ships the ClusterRole
+// mtls-guard-metrics-reader).
+func metricsOptions(c Config, tlsOpts []func(*tls.Config)) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: c.MetricsAddr, TLSOpts: tlsOpts}
+	if c.MetricsSecure {
+		o.SecureServing = true
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+		o.CertDir, o.CertName, o.KeyName = c.CertDir, "tls.crt", "tls.key"
+	}
+	return o
 }
 
 // registerInformers starts an informer for every kind the engine reads,
@@ -281,15 +323,4 @@ func registerInformers(c cache.Cache, health *cacheHealth, ix *index.Index) erro
 	}
 	health.requireSynced(hasSynced)
 	return nil
-}
-
-// splitList splits a comma-separated flag value, dropping blanks.
-func splitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }

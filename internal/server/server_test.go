@@ -32,17 +32,19 @@ func TestParse(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", check: func(c Config) error {
-			if c.ReadHeaderTimeout != 10*time.Second || c.MaxCacheStaleness != 15*time.Second || c.ShutdownTimeout != 30*time.Second || c.OverrideGroups != nil || c.EnableHTTP2 {
+			if c.ReadHeaderTimeout != 10*time.Second || c.MaxCacheStaleness != 15*time.Second || c.ShutdownTimeout != 30*time.Second || c.EnableHTTP2 ||
+				!c.MetricsSecure || c.MetricsAddr != ":8443" || c.ClientCAFile != "" || c.WebhookConfigName != "mtls-guard" || !c.AllowOverride {
 				return fmt.Errorf("defaults: %+v", c)
 			}
 			return nil
 		}},
-		{name: "override groups", args: []string{"--override-groups", " mesh-admins, ,platform-sre "}, check: func(c Config) error {
-			if want := []string{"mesh-admins", "platform-sre"}; !reflect.DeepEqual(c.OverrideGroups, want) {
-				return fmt.Errorf("override groups %q, want %q", c.OverrideGroups, want)
+		{name: "port flags", args: []string{"--metrics-secure=false", "--client-ca-file=/etc/ca.pem", "--webhook-config-name="}, check: func(c Config) error {
+			if c.MetricsSecure || c.ClientCAFile != "/etc/ca.pem" || c.WebhookConfigName != "" {
+				return fmt.Errorf("port flags: %+v", c)
 			}
 			return nil
 		}},
+		{name: "override groups are gone: RBAC decides", args: []string{"--override-groups=sre"}, wantErr: "flag provided but not defined"},
 		{name: "timeouts", args: []string{"--read-header-timeout=2s", "--max-cache-staleness=1m"}, check: func(c Config) error {
 			if c.ReadHeaderTimeout != 2*time.Second || c.MaxCacheStaleness != time.Minute {
 				return fmt.Errorf("timeouts %s %s", c.ReadHeaderTimeout, c.MaxCacheStaleness)
