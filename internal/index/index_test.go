@@ -2,9 +2,13 @@ package index_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"reflect"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -98,11 +102,36 @@ func compare(t *testing.T, ix *index.Index, w world, chs []engine.Change) {
 	}
 }
 
+// seedFlag replays a random test: go test -run TestIndexFollowsEvents
+// -index.seed N (or MTLS_GUARD_SEED=N). Zero picks a new seed.
+var seedFlag = flag.Uint64("index.seed", 0, "seed of TestIndexFollowsEvents; 0 picks one (also MTLS_GUARD_SEED)")
+
+// testSeed returns the seed to use and logs it, so that a failure can be
+// replayed.
+func testSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := *seedFlag
+	if v := os.Getenv("MTLS_GUARD_SEED"); seed == 0 && v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("MTLS_GUARD_SEED=%q: %v", v, err)
+		}
+		seed = n
+	}
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("seed %d (replay with -index.seed %d)", seed, seed)
+	return seed
+}
+
 // TestIndexFollowsEvents applies random adds, updates and deletes (some
 // as tombstones) and checks after each round that the index decides as a
-// snapshot of the same objects.
+// snapshot of the same objects. The objects to mutate are chosen from a
+// sorted list, so that one seed replays the same run.
 func TestIndexFollowsEvents(t *testing.T) {
-	c := clustergen.New(clustergen.Config{Pods: 600, Namespaces: 6, Seed: 7})
+	seed := testSeed(t)
+	c := clustergen.New(clustergen.Config{Pods: 600, Namespaces: 6, Seed: seed})
 	ix := index.New(engine.DefaultOptions())
 	w := world{}
 	// The index gets what the cache hands over: pods as records.
@@ -119,13 +148,20 @@ func TestIndexFollowsEvents(t *testing.T) {
 	chs := changes(c)
 	compare(t, ix, w, chs)
 
-	rng := rand.New(rand.NewPCG(1, 2))
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	// pods lists the world's pods in key order: ranging over the map
+	// would pick different pods for the same seed.
 	pods := func() []*corev1.Pod {
-		var out []*corev1.Pod
-		for _, o := range w {
-			if p, ok := o.(*corev1.Pod); ok {
-				out = append(out, p)
+		var keys []string
+		for k, o := range w {
+			if _, ok := o.(*corev1.Pod); ok {
+				keys = append(keys, k)
 			}
+		}
+		slices.Sort(keys)
+		out := make([]*corev1.Pod, len(keys))
+		for i, k := range keys {
+			out[i] = w[k].(*corev1.Pod)
 		}
 		return out
 	}
