@@ -55,7 +55,7 @@ func container(t *testing.T, objs []client.Object) corev1.Container {
 	return d.Spec.Template.Spec.Containers[0]
 }
 
-func webhook(t *testing.T, objs []client.Object) (*admissionregistrationv1.ValidatingWebhookConfiguration, admissionregistrationv1.ValidatingWebhook) {
+func webhookOf(t *testing.T, objs []client.Object) (*admissionregistrationv1.ValidatingWebhookConfiguration, admissionregistrationv1.ValidatingWebhook) {
 	t.Helper()
 	vwc := one[*admissionregistrationv1.ValidatingWebhookConfiguration](t, objs)
 	if len(vwc.Webhooks) != 1 {
@@ -102,7 +102,7 @@ func TestRenderDefaults(t *testing.T) {
 		t.Errorf("args = %q, want %q", ctr.Args, defaultArgs)
 	}
 
-	vwc, wh := webhook(t, objs)
+	vwc, wh := webhookOf(t, objs)
 	if got := vwc.Annotations[enforcerDisable]; got != "true" {
 		t.Errorf("%s = %q, want \"true\"", enforcerDisable, got)
 	}
@@ -222,7 +222,7 @@ func TestRenderCertificateModes(t *testing.T) {
 		if secret.Type != corev1.SecretTypeTLS || secret.Name != "mtls-guard-serving-cert" {
 			t.Errorf("Secret %s of type %s", secret.Name, secret.Type)
 		}
-		vwc, wh := webhook(t, objs)
+		vwc, wh := webhookOf(t, objs)
 		if _, ok := vwc.Annotations[injectCA]; ok {
 			t.Errorf("%s set without cert-manager", injectCA)
 		}
@@ -255,7 +255,7 @@ func TestRenderCertificateModes(t *testing.T) {
 		if n := len(manifests.All[*corev1.Secret](objs)) + len(manifests.All[*cmapi.Certificate](objs)); n != 0 {
 			t.Errorf("%d Secrets or Certificates rendered for an existing Secret", n)
 		}
-		_, wh := webhook(t, objs)
+		_, wh := webhookOf(t, objs)
 		if got := base64.StdEncoding.EncodeToString(wh.ClientConfig.CABundle); got != ca {
 			t.Errorf("caBundle = %s, want %s", got, ca)
 		}
@@ -274,7 +274,7 @@ func TestRenderCertificateModes(t *testing.T) {
 		if cert.Spec.IssuerRef.Name != "corp-ca" || cert.Spec.IssuerRef.Kind != "ClusterIssuer" || cert.Spec.IssuerRef.Group != "cert-manager.io" {
 			t.Errorf("issuerRef = %+v", cert.Spec.IssuerRef)
 		}
-		if vwc, _ := webhook(t, objs); vwc.Annotations[injectCA] != "mtls-guard/"+cert.Name {
+		if vwc, _ := webhookOf(t, objs); vwc.Annotations[injectCA] != "mtls-guard/"+cert.Name {
 			t.Errorf("%s = %q", injectCA, vwc.Annotations[injectCA])
 		}
 	})
@@ -378,7 +378,7 @@ func TestRenderFlags(t *testing.T) {
 			t.Errorf("args = %q, want --webhook-config-name=edge-mtls-guard", args)
 		}
 		checkRBAC(t, objs, "edge-mtls-guard")
-		_, wh := webhook(t, objs)
+		_, wh := webhookOf(t, objs)
 		if s := wh.ClientConfig.Service; s == nil || s.Name != "edge-mtls-guard" || s.Namespace != "guard" {
 			t.Errorf("clientConfig.service = %+v", s)
 		}
@@ -412,7 +412,7 @@ func TestRenderValues(t *testing.T) {
   matchConditions: [{name: not-flux, expression: "request.userInfo.username != 'flux'"}]
   annotations: {example.com/owner: mesh, admissions.enforcer/disabled: null}
   url: https://127.0.0.1:9443/validate`)
-		vwc, wh := webhook(t, objs)
+		vwc, wh := webhookOf(t, objs)
 		if *wh.FailurePolicy != admissionregistrationv1.Ignore || *wh.TimeoutSeconds != 12 {
 			t.Errorf("failurePolicy %s timeout %d", *wh.FailurePolicy, *wh.TimeoutSeconds)
 		}
