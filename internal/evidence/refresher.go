@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -88,14 +89,14 @@ func (r *Refresher) Start(ctx context.Context) error {
 	}
 }
 
-// Refresh fetches once, within the refresh interval (at most 30s), and
-// records the outcome. A one-shot command calls it instead of Start.
+// Refresh fetches once, within the refresh interval clamped to 10s..30s,
+// and records the outcome. A one-shot command calls it instead of Start.
 func (r *Refresher) Refresh(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, min(r.interval, 30*time.Second))
+	ctx, cancel := context.WithTimeout(ctx, min(max(r.interval, 10*time.Second), 30*time.Second))
 	defer cancel()
 	snap, err := r.fetcher.Fetch(ctx)
 	if err == nil && snap == nil {
-		err = fmt.Errorf("fetcher returned no snapshot")
+		err = errors.New("fetcher returned no snapshot")
 	}
 	if err != nil {
 		r.last.Store(&err)

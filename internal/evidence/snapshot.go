@@ -65,10 +65,10 @@ type Snapshot struct {
 }
 
 // NewSnapshot builds a snapshot from the results of Query for
-// RequestsMetric and ConnectionsMetric. Each sample's value is rounded; a
-// workload is kept when its requests or its connections reach
-// minRequests. Samples without a destination, and values that are not a
-// positive count, are ignored.
+// RequestsMetric and ConnectionsMetric. Each sample's value is rounded,
+// and a sample that rounds below one, is not a number, or has no
+// destination is ignored, its source included. A workload is kept when its
+// requests or its connections reach minRequests.
 func NewSnapshot(fetched time.Time, window time.Duration, minRequests int64, requests, connections model.Vector) *Snapshot {
 	type dest struct{ ns, workload string }
 	type acc struct {
