@@ -9,22 +9,21 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-
-	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // DefaultNamespace is the namespace of an object that names none, as with
 // kubectl's default context.
 const DefaultNamespace = "default"
 
-// Scheme holds client-go's kinds and Istio's security.istio.io v1 and
-// v1beta1. Read it only.
+// Scheme holds client-go's kinds, Istio's security.istio.io v1 and v1beta1
+// and CustomResourceDefinitions. Read it only.
 var Scheme = NewScheme()
 
 // NewScheme returns a new scheme with the kinds of Scheme.
@@ -33,86 +32,108 @@ func NewScheme() *runtime.Scheme {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(securityv1.AddToScheme(s))
 	utilruntime.Must(securityv1beta1.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
 	return s
 }
 
 var deserializer = serializer.NewCodecFactory(Scheme).UniversalDeserializer()
 
-// engineKinds are the kinds a Snapshot stores; other kinds in a cluster
-// dump are skipped without being decoded.
-var engineKinds = map[schema.GroupVersionKind]bool{
-	corev1.SchemeGroupVersion.WithKind("Namespace"):                   true,
-	corev1.SchemeGroupVersion.WithKind("Pod"):                         true,
-	appsv1.SchemeGroupVersion.WithKind("ReplicaSet"):                  true,
-	batchv1.SchemeGroupVersion.WithKind("Job"):                        true,
-	securityv1.SchemeGroupVersion.WithKind("PeerAuthentication"):      true,
-	securityv1beta1.SchemeGroupVersion.WithKind("PeerAuthentication"): true,
+// clusterKinds are the kinds the guard reads from a cluster, and the CRD
+// that holds the PeerAuthentication schema; other kinds are skipped
+// without being decoded.
+var clusterKinds = map[schema.GroupVersionKind]bool{
+	corev1.SchemeGroupVersion.WithKind("Namespace"):                         true,
+	corev1.SchemeGroupVersion.WithKind("Pod"):                               true,
+	appsv1.SchemeGroupVersion.WithKind("ReplicaSet"):                        true,
+	batchv1.SchemeGroupVersion.WithKind("Job"):                              true,
+	securityv1.SchemeGroupVersion.WithKind("PeerAuthentication"):            true,
+	securityv1beta1.SchemeGroupVersion.WithKind("PeerAuthentication"):       true,
+	apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"): true,
 }
 
-// Typed decodes an object of a kind the engine reads into its Go type. ok
-// is false, with no error, for any other kind. A namespaced object without
-// a namespace gets DefaultNamespace.
-func (o Object) Typed() (obj runtime.Object, ok bool, err error) {
-	if !engineKinds[o.GVK] {
+// Cluster is the cluster state the commands decide against.
+type Cluster struct {
+	// Objects are the Namespaces, Pods, ReplicaSets, Jobs and
+	// PeerAuthentications, each once, without managedFields.
+	Objects []client.Object
+	// CRD is Istio's PeerAuthentication CRD, when the input holds it.
+	CRD *apiextensionsv1.CustomResourceDefinition
+}
+
+// add keeps obj if it is of a kind the guard reads.
+func (c *Cluster) add(obj client.Object) {
+	obj.SetManagedFields(nil) // often half of an object, and never read
+	if crd, ok := obj.(*apiextensionsv1.CustomResourceDefinition); ok {
+		if crd.Name == PeerAuthenticationCRD {
+			c.CRD = crd
+		}
+		return
+	}
+	c.Objects = append(c.Objects, obj)
+}
+
+// Typed converts an object of a kind the cluster is read for into its Go
+// type; ok is false, with no error, for any other kind. A namespaced
+// object without a namespace gets DefaultNamespace.
+func (o Object) Typed() (obj client.Object, ok bool, err error) {
+	gvk := o.GroupVersionKind()
+	if !clusterKinds[gvk] {
 		return nil, false, nil
 	}
-	obj, _, err = deserializer.Decode(o.JSON, nil, nil)
+	if o.GetName() == "" {
+		return nil, false, fmt.Errorf("%s has no metadata.name", gvkString(gvk))
+	}
+	// Through JSON rather than the unstructured converter: the JSON
+	// decoders name the field that is wrong.
+	js, err := o.MarshalJSON()
 	if err != nil {
-		return nil, false, fmt.Errorf("decoding %s: %w", gvkString(o.GVK), err)
+		return nil, false, fmt.Errorf("encoding %s: %w", gvkString(gvk), err)
 	}
-	m, err := meta.Accessor(obj)
+	ro, _, err := deserializer.Decode(js, nil, nil)
 	if err != nil {
-		return nil, false, fmt.Errorf("decoding %s: %w", gvkString(o.GVK), err)
+		return nil, false, fmt.Errorf("decoding %s: %w", gvkString(gvk), err)
 	}
-	if m.GetName() == "" {
-		return nil, false, fmt.Errorf("%s has no metadata.name", gvkString(o.GVK))
+	obj = ro.(client.Object) // every kind of clusterKinds is one
+	if namespaced(gvk) && obj.GetNamespace() == "" {
+		obj.SetNamespace(DefaultNamespace)
 	}
-	if o.GVK.Kind != "Namespace" && m.GetNamespace() == "" {
-		m.SetNamespace(DefaultNamespace)
-	}
-	m.SetManagedFields(nil) // often half of an object, and never read
 	return obj, true, nil
 }
 
-// LoadFiles reads cluster state from files into a new snapshot; the path
-// "-" reads stdin. Objects of kinds the engine does not read are skipped.
-// When an object appears twice (say, in two overlapping dumps), the later
-// one wins. Errors are *Error naming the file and document.
-func LoadFiles(paths []string, stdin io.Reader) (*engine.Snapshot, error) {
-	var all []Object
-	for _, path := range paths {
-		objs, err := readPath(path, stdin)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, objs...)
-	}
-	s := engine.NewSnapshot()
-	if err := AddObjects(s, all); err != nil {
-		return nil, err
-	}
-	return s, nil
+func namespaced(gvk schema.GroupVersionKind) bool {
+	return gvk.Kind != "Namespace" && gvk.Kind != "CustomResourceDefinition"
 }
 
-// AddObjects decodes the objects of kinds the engine reads and adds them to
-// s; the later of two objects with the same kind, namespace and name wins.
-func AddObjects(s *engine.Snapshot, objs []Object) error {
+// LoadFiles reads the cluster state from manifests (see Read). Objects of
+// other kinds are skipped. When an object appears twice (say, in two
+// overlapping dumps), the later one wins. Errors are *Error naming the file
+// and document.
+func LoadFiles(names []string, recursive bool, stdin io.Reader) (*Cluster, error) {
+	objs, err := Read(names, recursive, stdin)
+	if err != nil {
+		return nil, err
+	}
+	return FromObjects(objs)
+}
+
+// FromObjects converts objects read from manifests into a Cluster; the
+// later of two objects with the same kind, namespace and name wins.
+func FromObjects(objs []Object) (*Cluster, error) {
 	type key struct {
 		gk              schema.GroupKind
 		namespace, name string
 	}
 	index := map[key]int{}
-	var typed []runtime.Object
+	var typed []client.Object
 	for _, o := range objs {
 		obj, ok, err := o.Typed()
 		if err != nil {
-			return &Error{Loc: o.Loc, Err: err}
+			return nil, &Error{Loc: o.Loc, Err: err}
 		}
 		if !ok {
 			continue
 		}
-		m, _ := meta.Accessor(obj) // Typed checked it
-		k := key{o.GVK.GroupKind(), m.GetNamespace(), m.GetName()}
+		k := key{o.GroupVersionKind().GroupKind(), obj.GetNamespace(), obj.GetName()}
 		if i, dup := index[k]; dup {
 			typed[i] = obj
 			continue
@@ -120,19 +141,9 @@ func AddObjects(s *engine.Snapshot, objs []Object) error {
 		index[k] = len(typed)
 		typed = append(typed, obj)
 	}
+	c := &Cluster{}
 	for _, obj := range typed {
-		s.Add(obj)
+		c.add(obj)
 	}
-	return nil
-}
-
-// readPath reads a file, or stdin for "-".
-func readPath(path string, stdin io.Reader) ([]Object, error) {
-	if path == "-" {
-		if stdin == nil {
-			return nil, &Error{Loc: Location{File: "stdin"}, Err: fmt.Errorf("no standard input")}
-		}
-		return DecodeNamed("stdin", stdin)
-	}
-	return ReadFile(path)
+	return c, nil
 }

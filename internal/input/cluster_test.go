@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/mtls-guard/mtls-guard/internal/input"
@@ -60,41 +61,41 @@ items:
 {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c"}}
 {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "default", "namespace": "shop"}, "spec": {"mtls": {"mode": "STRICT"}}}`)
 
-	s, err := input.LoadFiles([]string{dump, later}, nil)
+	cl, err := input.LoadFiles([]string{dump, later}, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pods, _ := s.Pods("shop")
-	var names []string
-	for _, p := range pods {
-		names = append(names, p.Name)
-		if p.Name == "b" && p.Labels["v"] != "2" {
-			t.Errorf("pod b is the first one, want the later one")
+	var got []string
+	for _, obj := range cl.Objects {
+		got = append(got, fmt.Sprintf("%T %s/%s", obj, obj.GetNamespace(), obj.GetName()))
+		if obj.GetManagedFields() != nil {
+			t.Errorf("%s kept its managedFields", obj.GetName())
 		}
-		if p.ManagedFields != nil {
-			t.Errorf("pod %s kept its managedFields", p.Name)
+		switch o := obj.(type) {
+		case *corev1.Pod:
+			if o.Name == "b" && o.Labels["v"] != "2" {
+				t.Errorf("pod b is the first one, want the later one")
+			}
+		case *corev1.Namespace:
+			if o.Labels["istio-injection"] != "enabled" {
+				t.Errorf("namespace shop: %v", o)
+			}
+		case *securityv1.PeerAuthentication:
+			if p := policy.FromV1(o); p.Mode != policy.Strict {
+				t.Errorf("policy shop/default = %+v, want the later, STRICT one", p)
+			}
 		}
 	}
-	if !slices.Equal(names, []string{"a", "b"}) {
-		t.Errorf("pods in shop %v, want [a b]", names)
+	// In the order first read; the later v1 policy replaces the v1beta1 one.
+	want := []string{
+		"*v1.Namespace /shop", "*v1.Pod shop/a", "*v1.Pod shop/b", "*v1.ReplicaSet shop/rs", "*v1.Job shop/job",
+		"*v1.PeerAuthentication shop/default", "*v1.Pod default/c",
 	}
-	if pods, _ := s.Pods("default"); len(pods) != 1 || pods[0].Name != "c" {
-		t.Errorf("a pod without namespace is not in default: %v", pods)
+	if !slices.Equal(got, want) {
+		t.Errorf("objects\n%q\nwant\n%q", got, want)
 	}
-	if ns, _ := s.Namespace("shop"); ns == nil || ns.Labels["istio-injection"] != "enabled" {
-		t.Errorf("namespace shop: %v", ns)
-	}
-	if rs, _ := s.ReplicaSet("shop", "rs"); rs == nil {
-		t.Error("ReplicaSet missing")
-	}
-	if job, _ := s.Job("shop", "job"); job == nil {
-		t.Error("Job missing")
-	}
-	if p := s.Policy("shop", "default"); p == nil || p.Mode != policy.Strict {
-		t.Errorf("policy shop/default = %+v, want the later, STRICT one", p)
-	}
-	if got := s.NamespaceNames(); !slices.Equal(got, []string{"default", "shop"}) {
-		t.Errorf("namespaces %v", got)
+	if cl.CRD != nil {
+		t.Errorf("CRD %v, want none", cl.CRD.Name)
 	}
 }
 
@@ -112,19 +113,19 @@ func TestLoadFilesErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeFile(t, "c.yaml", tt.data)
-			_, err := input.LoadFiles([]string{path}, nil)
+			_, err := input.LoadFiles([]string{path}, false, nil)
 			if err == nil || err.Error() != path+": "+tt.want {
 				t.Errorf("error %v, want %q", err, path+": "+tt.want)
 			}
 		})
 	}
-	if _, err := input.LoadFiles([]string{"-"}, strings.NewReader("kind: Pod\n")); err == nil || err.Error() != "stdin: document 1: not a Kubernetes object: apiVersion is missing" {
+	if _, err := input.LoadFiles([]string{"-"}, false, strings.NewReader("kind: Pod\n")); err == nil || err.Error() != "stdin: document 1: not a Kubernetes object: apiVersion is missing" {
 		t.Errorf("stdin: %v", err)
 	}
 }
 
 func TestTyped(t *testing.T) {
-	objs, err := input.Decode(strings.NewReader("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n"))
+	objs, err := readString("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,13 +182,13 @@ spec: {mtls: {mode: STRICTT}, portLevelMtls: {"0": {mode: STRICT}}}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			objs, err := input.Decode(strings.NewReader(tt.in))
+			objs, err := readString(tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ps, err := input.Policies(objs)
+			ps, err := input.Policies(objs, input.DefaultNamespace, nil)
 			if tt.wantErr != "" {
-				if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
+				if err == nil || !strings.HasPrefix(err.Error(), "stdin: "+tt.wantErr) {
 					t.Fatalf("error %v, want %q", err, tt.wantErr)
 				}
 				return
@@ -209,11 +210,19 @@ spec: {mtls: {mode: STRICTT}, portLevelMtls: {"0": {mode: STRICT}}}
 func TestReadPolicies(t *testing.T) {
 	a := writeFile(t, "a.yaml", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: a}\n")
 	empty := writeFile(t, "empty.yaml", "# nothing\n")
-	ps, err := input.ReadPolicies([]string{a, "-"}, strings.NewReader(`{"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "b"}}`))
-	if err != nil || len(ps) != 2 || ps[0].Loc.String() != a+": document 1" || ps[1].Loc.String() != "stdin: document 1" {
-		t.Errorf("ReadPolicies() = %v, %v", ps, err)
+	objs, err := input.ReadPolicies([]string{a, "-"}, false, strings.NewReader(`{"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "b"}}`))
+	if err != nil || len(objs) != 2 || objs[0].Loc.String() != a+": document 1" || objs[1].Loc.String() != "stdin: document 1" {
+		t.Errorf("ReadPolicies() = %v, %v", describe(objs), err)
 	}
-	if _, err := input.ReadPolicies([]string{a, empty}, nil); err == nil || err.Error() != empty+": no PeerAuthentication found" {
+	ps, err := input.Policies(objs, "team", nil)
+	if err != nil || len(ps) != 2 || ps[0].Policy.Key() != "team/a" || ps[1].Policy.Key() != "team/b" {
+		t.Errorf("Policies() in namespace team = %v, %v", ps, err)
+	}
+	if _, err := input.ReadPolicies([]string{a, empty}, false, nil); err == nil || err.Error() != empty+": no PeerAuthentication found" {
 		t.Errorf("empty file: %v", err)
+	}
+	pod := writeFile(t, "pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n")
+	if _, err := input.ReadPolicies([]string{a, pod}, false, nil); err == nil || err.Error() != pod+": document 1: wrong kind: got v1 Pod, want security.istio.io/v1 or v1beta1 PeerAuthentication" {
+		t.Errorf("pod: %v", err)
 	}
 }

@@ -2,11 +2,9 @@ package input_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"testing"
 
-	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/input"
 )
 
@@ -28,7 +26,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		objs, err := input.Decode(bytes.NewReader(data))
+		objs, err := input.Read([]string{"-"}, false, bytes.NewReader(data))
 		if err != nil {
 			var ie *input.Error
 			if !errors.As(err, &ie) {
@@ -40,12 +38,9 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		for _, o := range objs {
-			if o.Loc.Doc < 1 || o.GVK.Kind == "" || o.GVK.Version == "" {
-				t.Fatalf("object without location or kind: %+v", o)
-			}
-			js := bytes.TrimSpace(o.JSON)
-			if !json.Valid(js) || js[0] != '{' {
-				t.Fatalf("%s: not a JSON object: %q", o.Loc, o.JSON)
+			gvk := o.GroupVersionKind()
+			if o.Loc.File != input.Stdin || o.Loc.Doc < 1 || gvk.Kind == "" || gvk.Version == "" {
+				t.Fatalf("object without location or kind: %v %v", o.Loc, gvk)
 			}
 			obj, ok, err := o.Typed()
 			if ok != (obj != nil) || (err != nil && ok) {
@@ -53,7 +48,7 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		// What the commands do next must not panic either.
-		_, _ = input.Policies(objs)
-		_ = input.AddObjects(engine.NewSnapshot(), objs)
+		_, _ = input.Policies(objs, input.DefaultNamespace, nil)
+		_, _ = input.FromObjects(objs)
 	})
 }

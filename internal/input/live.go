@@ -11,18 +11,15 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/config"
-
-	"github.com/mtls-guard/mtls-guard/internal/engine"
 )
 
-// PageSize is the number of objects LoadLive asks for per list call, so
+// PageSize is the number of objects Load asks for per list call, so
 // that a large cluster is read in pieces the API server can serve cheaply.
 const PageSize = 500
 
@@ -30,58 +27,33 @@ const PageSize = 500
 // timeout, so that an unreachable server fails instead of hanging.
 const requestTimeout = 60 * time.Second
 
-// ErrNoPeerAuthenticationCRD is returned by LoadLive when the cluster does
-// not serve PeerAuthentications.
-var ErrNoPeerAuthenticationCRD = errors.New("the PeerAuthentication CRD (peerauthentications.security.istio.io) is not installed: is Istio installed in this cluster?")
-
-// RESTConfig loads the client configuration: from the kubeconfig file at
-// path when path is not empty, otherwise as controller-runtime does
-// (KUBECONFIG, the in-cluster configuration, then ~/.kube/config).
-func RESTConfig(path string) (*rest.Config, error) {
-	if path == "" {
-		cfg, err := config.GetConfigWithContext("")
-		if err != nil {
-			return nil, fmt.Errorf("loading the client configuration: %w", err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: path},
-		&clientcmd.ConfigOverrides{},
-	).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("loading kubeconfig %s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// LoadLive reads the cluster state from an API server: pods, ReplicaSets,
-// Jobs, Namespaces and PeerAuthentications (v1, or v1beta1 where v1 is not
-// served) across all namespaces, in pages of PageSize.
-func LoadLive(ctx context.Context, cfg *rest.Config) (*engine.Snapshot, error) {
+// NewClient returns a client for Load: calls time out, and deprecation
+// warnings are dropped rather than written to stderr through klog, which
+// belongs to the command's own messages.
+func NewClient(cfg *rest.Config) (client.Client, error) {
 	cfg = rest.CopyConfig(cfg)
 	if cfg.Timeout == 0 {
 		cfg.Timeout = requestTimeout
 	}
-	// Deprecation warnings would otherwise go to stderr through klog, which
-	// belongs to the command's own messages.
 	cfg.WarningHandler = rest.NoWarnings{}
 	c, err := client.New(cfg, client.Options{Scheme: Scheme})
 	if err != nil {
 		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
 	}
-	return load(ctx, c)
+	return c, nil
 }
 
-// load lists everything the engine reads through c.
-func load(ctx context.Context, c client.Reader) (*engine.Snapshot, error) {
-	s := engine.NewSnapshot()
-	add := func(obj runtime.Object) {
-		if m, err := meta.Accessor(obj); err == nil {
-			m.SetManagedFields(nil) // never read; often half of the object
-		}
-		s.Add(obj)
-	}
+// ErrNoPeerAuthenticationCRD is returned by Load when the cluster does
+// not serve PeerAuthentications.
+var ErrNoPeerAuthenticationCRD = errors.New("the PeerAuthentication CRD (peerauthentications.security.istio.io) is not installed: is Istio installed in this cluster?")
+
+// Load reads the cluster state through c: Namespaces, Pods, ReplicaSets,
+// Jobs and PeerAuthentications (v1, or v1beta1 where v1 is not served)
+// across all namespaces, in pages of PageSize, and the PeerAuthentication
+// CRD when the reader may get it.
+func Load(ctx context.Context, c client.Reader) (*Cluster, error) {
+	cl := &Cluster{}
+	add := func(obj client.Object) { cl.add(obj) }
 	kinds := []struct {
 		what    string
 		newList func() client.ObjectList
@@ -107,7 +79,16 @@ func load(ctx context.Context, c client.Reader) (*engine.Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing peerauthentications: %w", err)
 	}
-	return s, nil
+	// The schema the API server validates with; a user who may not read
+	// CRDs gets the guard's own validity rules only.
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	switch err := c.Get(ctx, client.ObjectKey{Name: PeerAuthenticationCRD}, crd); {
+	case err == nil:
+		cl.add(crd)
+	case !notServed(err) && !apierrors.IsForbidden(err):
+		return nil, fmt.Errorf("reading CRD %s: %w", PeerAuthenticationCRD, err)
+	}
+	return cl, nil
 }
 
 // notServed reports whether err says the API server does not know the kind.
@@ -117,7 +98,7 @@ func notServed(err error) bool {
 
 // listAll lists every object of a kind in all namespaces, page by page. A
 // fresh list per page keeps the objects of earlier pages intact.
-func listAll(ctx context.Context, c client.Reader, newList func() client.ObjectList, add func(runtime.Object)) error {
+func listAll(ctx context.Context, c client.Reader, newList func() client.ObjectList, add func(client.Object)) error {
 	cont := ""
 	for {
 		list := newList()
@@ -125,7 +106,7 @@ func listAll(ctx context.Context, c client.Reader, newList func() client.ObjectL
 			return err
 		}
 		if err := meta.EachListItem(list, func(obj runtime.Object) error {
-			add(obj)
+			add(obj.(client.Object)) // items of typed lists are
 			return nil
 		}); err != nil {
 			return err

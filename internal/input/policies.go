@@ -1,6 +1,7 @@
 package input
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,66 +12,95 @@ import (
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
-// Policy is a PeerAuthentication read from a file, with where it was.
+// Policy is a PeerAuthentication read from a manifest, with where it was.
 type Policy struct {
 	Loc    Location
 	Policy *policy.Policy
 }
 
-// ReadPolicies reads the PeerAuthentications of files, in order; the path
-// "-" reads stdin. See Policies.
-func ReadPolicies(paths []string, stdin io.Reader) ([]Policy, error) {
-	var out []Policy
-	for _, path := range paths {
-		objs, err := readPath(path, stdin)
+// ReadPolicies reads manifests that must hold PeerAuthentications (see
+// Read), each name at least one; Policies decodes them. The objects are
+// checked for their kind here, so that a wrong file fails before the
+// cluster is read.
+func ReadPolicies(names []string, recursive bool, stdin io.Reader) ([]Object, error) {
+	var out []Object
+	for _, name := range names {
+		objs, err := Read([]string{name}, recursive, stdin)
 		if err != nil {
 			return nil, err
 		}
-		ps, err := Policies(objs)
-		if err != nil {
-			return nil, err
-		}
-		if len(ps) == 0 {
-			name := path
-			if path == "-" {
-				name = "stdin"
+		if len(objs) == 0 {
+			if name == "-" {
+				name = Stdin
 			}
 			return nil, &Error{Loc: Location{File: name}, Err: errors.New("no PeerAuthentication found")}
 		}
-		out = append(out, ps...)
+		for _, o := range objs {
+			if err := checkKind(o); err != nil {
+				return nil, &Error{Loc: o.Loc, Err: err}
+			}
+		}
+		out = append(out, objs...)
 	}
 	return out, nil
 }
 
+func checkKind(o Object) error {
+	if gvk := o.GroupVersionKind(); !policy.IsPeerAuthentication(gvk) {
+		return fmt.Errorf("wrong kind: got %s, want %s/v1 or v1beta1 %s", gvkString(gvk), policy.GroupName, policy.Kind)
+	}
+	return nil
+}
+
 // Policies decodes objects that must all be PeerAuthentications, v1 or
-// v1beta1, with policy.Decode: a policy that breaks the validity rules (an
-// unknown mode, say) is returned with Problems set, to be denied as
-// invalid, while an object of another kind or one that does not read as a
-// PeerAuthentication is an *Error. A policy without a namespace gets
-// DefaultNamespace.
-func Policies(objs []Object) ([]Policy, error) {
+// v1beta1; one without a namespace gets namespace. Validity is decided in
+// one place, here: with a schema, what the API server would refuse, in
+// its words; then the guard's own rules (policy.Decode). A policy that
+// breaks them is returned with Problems set, to be denied as invalid. An
+// object of another kind, one without a usable name, or one that does not
+// read as a PeerAuthentication at all is an *Error.
+func Policies(objs []Object, namespace string, s *Schema) ([]Policy, error) {
 	out := make([]Policy, 0, len(objs))
 	for _, o := range objs {
-		if !policy.IsPeerAuthentication(o.GVK) {
-			return nil, &Error{Loc: o.Loc, Err: fmt.Errorf("wrong kind: got %s, want %s/v1 or v1beta1 %s",
-				gvkString(o.GVK), policy.GroupName, policy.Kind)}
-		}
-		p, err := policy.Decode(o.JSON)
+		p, err := decodePolicy(o, namespace, s)
 		if err != nil {
 			return nil, &Error{Loc: o.Loc, Err: err}
-		}
-		if p.Namespace == "" {
-			p.Namespace = DefaultNamespace
-		}
-		// The API server would refuse these names; refusing them here also
-		// keeps them out of the output.
-		if errs := validation.IsDNS1123Subdomain(p.Name); len(errs) > 0 {
-			return nil, &Error{Loc: o.Loc, Err: fmt.Errorf("invalid metadata.name %q: %s", p.Name, strings.Join(errs, "; "))}
-		}
-		if errs := validation.IsDNS1123Label(p.Namespace); len(errs) > 0 {
-			return nil, &Error{Loc: o.Loc, Err: fmt.Errorf("invalid metadata.namespace %q: %s", p.Namespace, strings.Join(errs, "; "))}
 		}
 		out = append(out, Policy{Loc: o.Loc, Policy: p})
 	}
 	return out, nil
+}
+
+func decodePolicy(o Object, namespace string, s *Schema) (*policy.Policy, error) {
+	if err := checkKind(o); err != nil {
+		return nil, err
+	}
+	if o.GetNamespace() == "" {
+		o.SetNamespace(namespace)
+	}
+	// The API server would refuse these names; refusing them here also
+	// keeps them out of the output.
+	if o.GetName() == "" {
+		return nil, errors.New("PeerAuthentication has no metadata.name")
+	}
+	if errs := validation.IsDNS1123Subdomain(o.GetName()); len(errs) > 0 {
+		return nil, fmt.Errorf("invalid metadata.name %q: %s", o.GetName(), strings.Join(errs, "; "))
+	}
+	if errs := validation.IsDNS1123Label(o.GetNamespace()); len(errs) > 0 {
+		return nil, fmt.Errorf("invalid metadata.namespace %q: %s", o.GetNamespace(), strings.Join(errs, "; "))
+	}
+	if s != nil {
+		if errs := s.Validate(context.Background(), o.Unstructured, nil); len(errs) > 0 {
+			p := &policy.Policy{Namespace: o.GetNamespace(), Name: o.GetName()}
+			for _, e := range errs {
+				p.Problems = append(p.Problems, e.Error())
+			}
+			return p, nil
+		}
+	}
+	js, err := o.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", policy.Kind, err)
+	}
+	return policy.Decode(js)
 }
