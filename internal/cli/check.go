@@ -1,32 +1,35 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/input"
 )
 
-const checkUsage = `Usage: mtls-guard check -f FILE [-f FILE]... [--cluster FILE]... [flags]
-
-Decides PeerAuthentications as the admission webhook would, in order, each
+const checkLong = `Decides PeerAuthentications as the admission webhook would, in order, each
 against the cluster state with the earlier allowed ones applied (as a
 sequence of kubectl apply calls would). A policy that exists in the cluster
 is an UPDATE, any other a CREATE; with --delete, deleting the named policies
-is decided instead. Exit status: 0 all allowed, 1 any denied (invalid
-included), 2 unusable input or usage.
+is decided instead. When the cluster holds Istio's PeerAuthentication CRD,
+policies are first validated against its schema as the API server would.
+Exit status: 0 all allowed, 1 any denied (invalid included), 2 unusable
+input or usage.`
 
-Flags:
-`
+const checkExample = `  # against the live cluster (kubeconfig as kubectl finds it)
+  mtls-guard check -f strict.yaml
+  # a directory of policies, recursively, against another context
+  kubectl mtls-guard check -f policies/ -R --context staging
+  # against a snapshot, e.g. in CI
+  mtls-guard check -f strict.yaml --from-file cluster.yaml -o json`
 
 // Verdicts of the text output.
 const (
@@ -36,75 +39,101 @@ const (
 	verdictOverridden = "OVERRIDDEN"
 )
 
-// Check runs "mtls-guard check" and returns the exit status. On exit 2 it
-// writes one line on stderr and nothing on stdout.
-func Check(args []string, stdout, stderr io.Writer) int {
-	const name = "mtls-guard check"
-	var (
-		c     commonFlags
-		files stringList
-		del   bool
-	)
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.Var(&files, "f", "read the PeerAuthentications to decide from `FILE` (YAML, multi-document YAML, JSON or a kind List; - for stdin); repeatable")
-	fs.Var(&files, "filename", "same as -f")
-	fs.BoolVar(&del, "delete", false, "decide deleting the named policies instead of applying them")
-	c.register(fs)
-	if code, ok := parseFlags(fs, args, stderr, checkUsage); !ok {
-		return code
+type checkOptions struct {
+	*commonOptions
+	filenames []string
+	del       bool
+}
+
+// NewCheckCommand returns "mtls-guard check". It returns ExitCode(1) when
+// a policy is denied; any other error is unusable input or usage.
+func NewCheckCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	o := &checkOptions{commonOptions: newCommonOptions(streams)}
+	cmd := &cobra.Command{
+		Use:     "check -f FILENAME [flags]",
+		Short:   "Decide PeerAuthentications offline or against a cluster",
+		Long:    checkLong,
+		Example: checkExample,
+		Args:    noArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
-	if len(files) == 0 {
-		return fail(stderr, name, fmt.Errorf("-f is required (see %s -h)", name))
+	cmd.Flags().StringSliceVarP(&o.filenames, "filename", "f", nil, "the PeerAuthentications to decide: files, directories or URLs (YAML, JSON, multi-document YAML or a kind List); - for stdin; repeatable")
+	cmd.Flags().BoolVar(&o.del, "delete", false, "decide deleting the named policies instead of applying them")
+	o.addFlags(cmd)
+	return cmd
+}
+
+func (o *checkOptions) run(cmd *cobra.Command) error {
+	if len(o.filenames) == 0 {
+		return fmt.Errorf("-f is required (see %s -h)", cmd.CommandPath())
 	}
-	if stdinUses(files, c.clusters) > 1 {
-		return fail(stderr, name, errors.New("stdin (-) can be read only once"))
+	if stdinUses(o.filenames, o.fromFiles) > 1 {
+		return errors.New("stdin (-) can be read only once")
 	}
-	opts, err := c.options()
+	opts, err := o.options(cmd)
 	if err != nil {
-		return fail(stderr, name, err)
+		return err
+	}
+	namespace, err := o.namespace()
+	if err != nil {
+		return err
 	}
 	// Policies first: a bad file should fail before the cluster is read.
-	policies, err := input.ReadPolicies(files, stdin)
+	objs, err := input.ReadPolicies(o.filenames, o.recursive, o.streams.In)
 	if err != nil {
-		return fail(stderr, name, err)
+		return err
 	}
-	snap, err := c.snapshot(context.Background())
+	cl, err := o.cluster(cmd.Context())
 	if err != nil {
-		return fail(stderr, name, err)
+		return err
 	}
-	decisions, err := evaluate(snap, policies, opts, del)
+	var schema *input.Schema
+	if cl.CRD != nil {
+		if schema, err = input.NewSchema(cl.CRD); err != nil {
+			return err
+		}
+	}
+	policies, err := input.Policies(objs, namespace, schema)
 	if err != nil {
-		return fail(stderr, name, err)
+		return err
 	}
-
-	// Buffered, so that a late failure leaves stdout empty.
-	var out bytes.Buffer
-	if c.output == formatJSON {
-		err = writeJSON(&out, checkJSON(decisions))
-	} else {
-		writeCheckText(&out, decisions)
-	}
+	decisions, err := evaluate(newStore(cl, opts), policies, o.del)
 	if err != nil {
-		return fail(stderr, name, fmt.Errorf("rendering the output: %w", err))
+		return err
 	}
-	if _, err := stdout.Write(out.Bytes()); err != nil {
-		return fail(stderr, name, fmt.Errorf("writing the output: %w", err))
+	err = writeOutput(o.streams.Out, func(w io.Writer) error {
+		if o.output == formatJSON {
+			return writeJSON(w, checkJSON(decisions))
+		}
+		writeCheckText(w, decisions)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for _, d := range decisions {
 		if !d.Allowed {
-			return exitDenied
+			return ExitCode(exitDenied)
 		}
 	}
-	return exitOK
+	return nil
+}
+
+// noArgs refuses positional arguments: the inputs are flags.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected argument %q (see %s -h)", args[0], cmd.CommandPath())
+	}
+	return nil
 }
 
 // evaluate decides the policies in order, applying each allowed change to
-// the snapshot so that the next one sees it.
-func evaluate(s *engine.Snapshot, policies []input.Policy, o engine.Options, del bool) ([]*engine.Decision, error) {
+// the store so that the next one sees it.
+func evaluate(s *store, policies []input.Policy, del bool) ([]*engine.Decision, error) {
 	decisions := make([]*engine.Decision, 0, len(policies))
 	for _, ip := range policies {
 		p := ip.Policy
-		existing := s.Policy(p.Namespace, p.Name)
+		existing := s.policies[p.Key()]
 		var ch engine.Change
 		switch {
 		case del:
@@ -119,23 +148,19 @@ func evaluate(s *engine.Snapshot, policies []input.Policy, o engine.Options, del
 			// whatever the file says, and it decides which policy is oldest.
 			cp := *p
 			cp.Created = existing.Created
-			ch = engine.Change{Operation: engine.Update, Policy: &cp}
+			ch = engine.Change{Operation: engine.Update, Policy: &cp, Old: existing}
 		default:
 			// The API server stamps a new object now: it is the newest.
 			cp := *p
 			cp.Created = metav1.Time{}
 			ch = engine.Change{Operation: engine.Create, Policy: &cp}
 		}
-		d, err := engine.Decide(s, ch, o)
+		d, err := s.ix.Decide(ch)
 		if err != nil {
 			return nil, fmt.Errorf("%s: deciding %s of %s: %w", ip.Loc, ch.Operation, p.Key(), err)
 		}
 		if d.Allowed {
-			if ch.Operation == engine.Delete {
-				s.DeletePolicy(p.Namespace, p.Name)
-			} else {
-				s.SetPolicy(ch.Policy)
-			}
+			s.apply(ch)
 		}
 		decisions = append(decisions, d)
 	}

@@ -1,15 +1,17 @@
-// Package cli implements the offline commands: check, which decides
-// PeerAuthentications against a cluster state the way the webhook would,
-// and report, which shows per namespace whether STRICT mTLS can be turned
-// on now. Both read the cluster from files (--cluster) or from the API
-// server, and share the webhook's decision engine.
+// Package cli implements the offline commands as cobra commands, the way
+// kubectl plugins are written: check, which decides PeerAuthentications
+// against a cluster state the way the webhook would, and report, which
+// shows per namespace whether STRICT mTLS can be turned on now. Both read
+// the cluster from manifests (--from-file) or from the API server
+// (genericclioptions: --kubeconfig, --context, --namespace, ...), load it
+// into the webhook's index and decide through it.
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,11 +19,21 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/spf13/cobra"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/input"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
+	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
 // Exit statuses.
@@ -40,53 +52,83 @@ const (
 // podNamespaceEnv names the guard's own namespace, which is excluded.
 const podNamespaceEnv = "POD_NAMESPACE"
 
-// stdin is read for the file name "-"; tests replace it.
-var stdin io.Reader = os.Stdin
+// ExitCode is an error that only sets the exit status: what there was to
+// say is said.
+type ExitCode int
 
-// stringList is a repeatable string flag.
-type stringList []string
+func (e ExitCode) Error() string { return "exit status " + strconv.Itoa(int(e)) }
 
-func (l *stringList) String() string { return strings.Join(*l, ",") }
-
-func (l *stringList) Set(v string) error {
-	if v == "" {
-		return errors.New("must not be empty")
+// Execute runs a command tree and returns its exit status: 0; an ExitCode
+// the command returned; or 2 with the error as one line on stderr, after
+// the path of the command that failed ("mtls-guard check: ...").
+func Execute(root *cobra.Command, stderr io.Writer) int {
+	root.SilenceErrors, root.SilenceUsage = true, true
+	cmd, err := root.ExecuteC()
+	var code ExitCode
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &code):
+		return int(code)
 	}
-	*l = append(*l, v)
-	return nil
+	fmt.Fprintf(stderr, "%s: %s\n", cmd.CommandPath(), oneLine(err.Error()))
+	return exitUsage
 }
 
-// commonFlags are the inputs and options that check and report share.
-type commonFlags struct {
-	clusters      stringList
-	kubeconfig    string
+// FlagError points a flag error at the command's help; set it as the
+// root's FlagErrorFunc.
+func FlagError(cmd *cobra.Command, err error) error {
+	return fmt.Errorf("%w (see %s -h)", err, cmd.CommandPath())
+}
+
+// commonOptions are the inputs and options that check and report share.
+type commonOptions struct {
+	streams       genericiooptions.IOStreams
+	config        *genericclioptions.ConfigFlags
+	fromFiles     []string
+	recursive     bool
 	root          string
 	sidecarMode   string
-	exclude       string
+	exclude       []string
 	allowOverride bool
 	output        string
 }
 
-func (c *commonFlags) register(fs *flag.FlagSet) {
-	fs.Var(&c.clusters, "cluster", "read the cluster state from `FILE` (YAML, JSON or a kind List as `kubectl get pods,replicasets,jobs,namespaces,peerauthentications -A -o yaml` prints; - for stdin); repeatable. Without it, the cluster is read live")
-	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig `PATH` for reading the live cluster (default: KUBECONFIG, in-cluster, ~/.kube/config)")
-	fs.StringVar(&c.root, "root-namespace", engine.DefaultRootNamespace, "Istio root `NAMESPACE`, where a policy without a selector is mesh-wide")
+// newLiveReader returns what reads the live cluster; tests replace it.
+var newLiveReader = func(cfg *rest.Config) (client.Reader, error) { return input.NewClient(cfg) }
+
+func newCommonOptions(streams genericiooptions.IOStreams) *commonOptions {
+	return &commonOptions{
+		streams: streams,
+		config:  genericclioptions.NewConfigFlags(false),
+	}
+}
+
+func (c *commonOptions) addFlags(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringArrayVar(&c.fromFiles, "from-file", nil, "read the cluster state from manifests instead of the live cluster: files, directories or URLs holding what kubectl get -A -o yaml prints for pods, replicasets, jobs, namespaces and peerauthentications, and optionally crd/peerauthentications.security.istio.io for Istio's schema; - for stdin; repeatable")
+	fs.BoolVarP(&c.recursive, "recursive", "R", false, "read the directories of -f and --from-file recursively")
+	fs.StringVar(&c.root, "root-namespace", engine.DefaultRootNamespace, "Istio root namespace, where a policy without a selector is mesh-wide")
 	fs.StringVar(&c.sidecarMode, "sidecar-mode", string(mesh.Native), "which sidecars count as meshed: native or any (any also counts classic istio-proxy containers)")
-	fs.StringVar(&c.exclude, "exclude-namespaces", engine.DefaultExcludedNamespaces, "comma-separated `namespaces` whose pods are never counted (the root namespace and $POD_NAMESPACE always are)")
+	fs.StringSliceVar(&c.exclude, "exclude-namespaces", strings.Split(engine.DefaultExcludedNamespaces, ","), "namespaces whose pods are never counted (the root namespace and $POD_NAMESPACE always are)")
 	fs.BoolVar(&c.allowOverride, "allow-override", true, "honour the mtls-guard.io/override-reason annotation")
-	fs.StringVar(&c.output, "o", formatText, "output `format`: text or json")
-	fs.StringVar(&c.output, "output", formatText, "output `format`: text or json")
+	fs.StringVarP(&c.output, "output", "o", formatText, "output format: text or json")
+	c.config.AddFlags(fs)
 }
 
 // options validates the flags and builds the engine's options.
-func (c *commonFlags) options() (engine.Options, error) {
+func (c *commonOptions) options(cmd *cobra.Command) (engine.Options, error) {
 	switch c.output {
 	case formatText, formatJSON:
 	default:
 		return engine.Options{}, fmt.Errorf("invalid -o %q: want text or json", c.output)
 	}
-	if len(c.clusters) > 0 && c.kubeconfig != "" {
-		return engine.Options{}, errors.New("--cluster and --kubeconfig are exclusive: give the cluster state from files or from a live cluster")
+	if len(c.fromFiles) > 0 {
+		for _, name := range []string{"kubeconfig", "context", "cluster", "server"} {
+			if cmd.Flags().Changed(name) {
+				return engine.Options{}, fmt.Errorf("--from-file and --%s are exclusive: give the cluster state from files or from a live cluster", name)
+			}
+		}
 	}
 	sidecar, err := mesh.ParseSidecarMode(c.sidecarMode)
 	if err != nil {
@@ -96,7 +138,7 @@ func (c *commonFlags) options() (engine.Options, error) {
 		return engine.Options{}, fmt.Errorf("invalid --root-namespace %q: %s", c.root, strings.Join(errs, "; "))
 	}
 	var excluded []string
-	for _, ns := range strings.Split(c.exclude, ",") {
+	for _, ns := range c.exclude {
 		if ns = strings.TrimSpace(ns); ns == "" {
 			continue
 		}
@@ -112,21 +154,79 @@ func (c *commonFlags) options() (engine.Options, error) {
 	return o, nil
 }
 
-// snapshot reads the cluster state from the --cluster files, or from the
-// API server when there are none.
-func (c *commonFlags) snapshot(ctx context.Context) (*engine.Snapshot, error) {
-	if len(c.clusters) > 0 {
-		return input.LoadFiles(c.clusters, stdin)
+// namespace is the namespace of a policy that names none: --namespace, or
+// the kubeconfig context's when reading a live cluster, as kubectl does.
+func (c *commonOptions) namespace() (string, error) {
+	if len(c.fromFiles) > 0 {
+		if c.config.Namespace != nil && *c.config.Namespace != "" {
+			return *c.config.Namespace, nil
+		}
+		return input.DefaultNamespace, nil
 	}
-	cfg, err := input.RESTConfig(c.kubeconfig)
+	ns, _, err := c.config.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return "", fmt.Errorf("loading the kubeconfig: %w", err)
+	}
+	return ns, nil
+}
+
+// cluster reads the cluster state from the --from-file manifests, or from
+// the API server when there are none.
+func (c *commonOptions) cluster(ctx context.Context) (*input.Cluster, error) {
+	if len(c.fromFiles) > 0 {
+		return input.LoadFiles(c.fromFiles, c.recursive, c.streams.In)
+	}
+	cfg, err := c.config.ToRESTConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
+	}
+	r, err := newLiveReader(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s, err := input.LoadLive(ctx, cfg)
+	cl, err := input.Load(ctx, r)
 	if err != nil {
 		return nil, fmt.Errorf("reading the cluster at %s: %w", cfg.Host, err)
 	}
-	return s, nil
+	return cl, nil
+}
+
+// store is the cluster loaded into the webhook's index, with its policies
+// by key: a change's own object comes from the change, never from the
+// index.
+type store struct {
+	ix       *index.Index
+	policies map[string]*policy.Policy
+}
+
+func newStore(cl *input.Cluster, o engine.Options) *store {
+	s := &store{ix: index.New(o), policies: map[string]*policy.Policy{}}
+	for _, obj := range cl.Objects {
+		s.ix.Add(obj)
+		var p *policy.Policy
+		switch pa := obj.(type) {
+		case *securityv1.PeerAuthentication:
+			p = policy.FromV1(pa)
+		case *securityv1beta1.PeerAuthentication:
+			p = policy.FromV1beta1(pa)
+		default:
+			continue
+		}
+		s.policies[p.Key()] = p
+	}
+	return s
+}
+
+// apply applies an allowed change, so that the next decision sees it.
+func (s *store) apply(ch engine.Change) {
+	p := ch.Policy
+	if ch.Operation == engine.Delete {
+		s.ix.OnDelete(&securityv1.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}})
+		delete(s.policies, p.Key())
+		return
+	}
+	s.ix.SetPolicy(p)
+	s.policies[p.Key()] = p
 }
 
 // stdinUses counts the inputs that read stdin, which can serve one only.
@@ -142,30 +242,17 @@ func stdinUses(lists ...[]string) int {
 	return n
 }
 
-// parseFlags parses args and reports whether the command should go on;
-// when not, code is the exit status. Errors become one line on stderr.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, usage string) (code int, ok bool) {
-	fs.SetOutput(io.Discard) // the flag package's own report spans lines
-	fs.Usage = func() {}
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		fs.SetOutput(stderr)
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-		return exitOK, false
-	case err != nil:
-		return fail(stderr, fs.Name(), fmt.Errorf("%w (see %s -h)", err, fs.Name())), false
-	case fs.NArg() > 0:
-		return fail(stderr, fs.Name(), fmt.Errorf("unexpected argument %q (see %s -h)", fs.Arg(0), fs.Name())), false
+// writeOutput renders into a buffer first, so that a late failure leaves
+// stdout empty.
+func writeOutput(w io.Writer, render func(io.Writer) error) error {
+	var out bytes.Buffer
+	if err := render(&out); err != nil {
+		return fmt.Errorf("rendering the output: %w", err)
 	}
-	return exitOK, true
-}
-
-// fail prints err as one line on stderr and returns the usage status.
-func fail(stderr io.Writer, cmd string, err error) int {
-	fmt.Fprintf(stderr, "%s: %s\n", cmd, oneLine(err.Error()))
-	return exitUsage
+	if _, err := w.Write(out.Bytes()); err != nil {
+		return fmt.Errorf("writing the output: %w", err)
+	}
+	return nil
 }
 
 // oneLine folds a message onto one line, so that the error is one line
@@ -233,4 +320,32 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// Check runs "mtls-guard check" with args, as the binary does, and returns
+// the exit status.
+func Check(args []string, stdout, stderr io.Writer) int {
+	return runAlone(NewCheckCommand, args, stdout, stderr)
+}
+
+// Report runs "mtls-guard report" with args, as the binary does, and
+// returns the exit status.
+func Report(args []string, stdout, stderr io.Writer) int {
+	return runAlone(NewReportCommand, args, stdout, stderr)
+}
+
+// stdin is what Check and Report read for "-"; tests replace it.
+var stdin io.Reader = os.Stdin
+
+func runAlone(newCmd func(genericiooptions.IOStreams) *cobra.Command, args []string, stdout, stderr io.Writer) int {
+	streams := genericiooptions.IOStreams{In: stdin, Out: stdout, ErrOut: stderr}
+	root := &cobra.Command{Use: "mtls-guard"}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(FlagError)
+	cmd := newCmd(streams)
+	root.AddCommand(cmd)
+	root.SetArgs(append([]string{cmd.Name()}, args...))
+	return Execute(root, stderr)
 }

@@ -79,30 +79,30 @@ func TestGolden(t *testing.T) {
 		code   int
 	}{
 		// The seed scenario: STRICT in istio-demo cuts off Pod/mtls-test.
-		{"check/seed.txt", Check, []string{"-f", "testdata/seed/strict.yaml", "--cluster", seedCluster}, 1},
-		{"check/seed.json", Check, []string{"-f", "testdata/seed/strict.yaml", "--cluster", seedCluster, "-o", "json"}, 1},
-		{"check/seed-permissive.txt", Check, []string{"-f", "testdata/seed/permissive.json", "--cluster", seedCluster}, 0},
-		{"check/seed-permissive.json", Check, []string{"--output=json", "--filename=testdata/seed/permissive.json", "--cluster=" + seedCluster}, 0},
-		{"check/seed-excluded.txt", Check, []string{"-f", "testdata/seed/strict.yaml", "--cluster", seedCluster, "--exclude-namespaces", "kube-system,istio-demo"}, 0},
+		{"check/seed.txt", Check, []string{"-f", "testdata/seed/strict.yaml", "--from-file", seedCluster}, 1},
+		{"check/seed.json", Check, []string{"-f", "testdata/seed/strict.yaml", "--from-file", seedCluster, "-o", "json"}, 1},
+		{"check/seed-permissive.txt", Check, []string{"-f", "testdata/seed/permissive.json", "--from-file", seedCluster}, 0},
+		{"check/seed-permissive.json", Check, []string{"--output=json", "--filename=testdata/seed/permissive.json", "--from-file=" + seedCluster}, 0},
+		{"check/seed-excluded.txt", Check, []string{"-f", "testdata/seed/strict.yaml", "--from-file", seedCluster, "--exclude-namespaces", "kube-system,istio-demo"}, 0},
 		// Policies applied in order: override, then one that sees it, an
 		// UPDATE of the first, and an invalid one.
-		{"check/sequence.txt", Check, []string{"-f", "testdata/sequence/policies.yaml", "--cluster", seedCluster}, 1},
-		{"check/sequence.json", Check, []string{"-f", "testdata/sequence/policies.yaml", "--cluster", seedCluster, "-o", "json"}, 1},
-		{"check/sequence-no-override.txt", Check, []string{"-f", "testdata/sequence/policies.yaml", "--cluster", seedCluster, "--allow-override=false"}, 1},
+		{"check/sequence.txt", Check, []string{"-f", "testdata/sequence/policies.yaml", "--from-file", seedCluster}, 1},
+		{"check/sequence.json", Check, []string{"-f", "testdata/sequence/policies.yaml", "--from-file", seedCluster, "-o", "json"}, 1},
+		{"check/sequence-no-override.txt", Check, []string{"-f", "testdata/sequence/policies.yaml", "--from-file", seedCluster, "--allow-override=false"}, 1},
 		// An UPDATE keeps its creationTimestamp and stays the applied policy.
-		{"check/update.txt", Check, []string{"-f", "testdata/update/policies.yaml", "--cluster", "testdata/update/cluster.yaml"}, 1},
-		{"check/update.json", Check, []string{"-f", "testdata/update/policies.yaml", "--cluster", "testdata/update/cluster.yaml", "-o", "json"}, 1},
+		{"check/update.txt", Check, []string{"-f", "testdata/update/policies.yaml", "--from-file", "testdata/update/cluster.yaml"}, 1},
+		{"check/update.json", Check, []string{"-f", "testdata/update/policies.yaml", "--from-file", "testdata/update/cluster.yaml", "-o", "json"}, 1},
 		// Deletes decide on the cluster's objects and their annotations.
-		{"check/delete.txt", Check, []string{"--delete", "-f", "testdata/delete/policies.yaml", "--cluster", "testdata/delete/cluster.json"}, 1},
-		{"check/delete.json", Check, []string{"--delete", "-f", "testdata/delete/policies.yaml", "--cluster", "testdata/delete/cluster.json", "-o", "json"}, 1},
-		{"check/delete-no-override.txt", Check, []string{"--delete", "--allow-override=false", "-f", "testdata/delete/policies.yaml", "--cluster", "testdata/delete/cluster.json"}, 1},
+		{"check/delete.txt", Check, []string{"--delete", "-f", "testdata/delete/policies.yaml", "--from-file", "testdata/delete/cluster.json"}, 1},
+		{"check/delete.json", Check, []string{"--delete", "-f", "testdata/delete/policies.yaml", "--from-file", "testdata/delete/cluster.json", "-o", "json"}, 1},
+		{"check/delete-no-override.txt", Check, []string{"--delete", "--allow-override=false", "-f", "testdata/delete/policies.yaml", "--from-file", "testdata/delete/cluster.json"}, 1},
 
-		{"report/seed.txt", Report, []string{"--cluster", seedCluster}, 0},
-		{"report/seed.json", Report, []string{"--cluster", seedCluster, "-o", "json"}, 0},
-		{"report/mid-migration.txt", Report, []string{"--cluster", reportCluster}, 0},
-		{"report/mid-migration.json", Report, []string{"--cluster", reportCluster, "-o", "json"}, 0},
-		{"report/mid-migration-sidecar-any.txt", Report, []string{"--cluster", reportCluster, "--sidecar-mode", "any"}, 0},
-		{"report/two-files.txt", Report, []string{"--cluster", seedCluster, "--cluster", "testdata/delete/cluster.json"}, 0},
+		{"report/seed.txt", Report, []string{"--from-file", seedCluster}, 0},
+		{"report/seed.json", Report, []string{"--from-file", seedCluster, "-o", "json"}, 0},
+		{"report/mid-migration.txt", Report, []string{"--from-file", reportCluster}, 0},
+		{"report/mid-migration.json", Report, []string{"--from-file", reportCluster, "-o", "json"}, 0},
+		{"report/mid-migration-sidecar-any.txt", Report, []string{"--from-file", reportCluster, "--sidecar-mode", "any"}, 0},
+		{"report/two-files.txt", Report, []string{"--from-file", seedCluster, "--from-file", "testdata/delete/cluster.json"}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) {
@@ -123,12 +123,13 @@ func TestHelp(t *testing.T) {
 		cmd  command
 		want string
 	}{
-		{Check, "Usage: mtls-guard check -f FILE"},
-		{Report, "Usage: mtls-guard report"},
+		{Check, "Usage:\n  mtls-guard check -f FILENAME [flags]\n"},
+		{Report, "Usage:\n  mtls-guard report [flags]\n"},
 	} {
 		r := run(tt.cmd, []string{"-h"}, nil)
-		if r.code != 0 || r.stdout != "" || !strings.HasPrefix(r.stderr, tt.want) || !strings.Contains(r.stderr, "-sidecar-mode") {
-			t.Errorf("-h: exit %d, stdout %q, stderr %q; want 0, nothing, usage", r.code, r.stdout, r.stderr)
+		// As kubectl: help on stdout, with the kubeconfig flags.
+		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, tt.want) || !strings.Contains(r.stdout, "--sidecar-mode") || !strings.Contains(r.stdout, "--context") {
+			t.Errorf("-h: exit %d, stdout %q, stderr %q; want 0, usage, nothing", r.code, r.stdout, r.stderr)
 		}
 	}
 }
@@ -140,7 +141,7 @@ func TestUnusable(t *testing.T) {
 		strict = "testdata/seed/strict.yaml"
 		label  = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
 	)
-	cluster := []string{"--cluster", seedCluster}
+	cluster := []string{"--from-file", seedCluster}
 	withCluster := func(args ...string) []string { return append(args, cluster...) }
 	tests := []struct {
 		name  string
@@ -150,9 +151,12 @@ func TestUnusable(t *testing.T) {
 		want  string
 	}{
 		{"no -f", Check, cluster, "", "mtls-guard check: -f is required (see mtls-guard check -h)"},
-		{"missing file", Check, withCluster("-f", "testdata/nope.yaml"), "", "mtls-guard check: testdata/nope.yaml: no such file or directory"},
-		{"missing cluster file", Check, []string{"-f", strict, "--cluster", "testdata/nope.yaml"}, "", "mtls-guard check: testdata/nope.yaml: no such file or directory"},
-		{"directory", Check, withCluster("-f", "testdata"), "", "mtls-guard check: testdata: reading: is a directory"},
+		{"missing file", Check, withCluster("-f", "testdata/nope.yaml"), "", `mtls-guard check: the path "testdata/nope.yaml" does not exist`},
+		{"missing cluster file", Check, []string{"-f", strict, "--from-file", "testdata/nope.yaml"}, "", `mtls-guard check: the path "testdata/nope.yaml" does not exist`},
+		{"directory", Check, withCluster("-f", "testdata/seed"), "",
+			"mtls-guard check: testdata/seed/cluster.yaml: document 1: item 1: wrong kind: got v1 Namespace, want security.istio.io/v1 or v1beta1 PeerAuthentication"},
+		{"directory without manifests", Check, withCluster("-f", "testdata"), "",
+			"mtls-guard check: error reading [testdata]: recognized file extensions are [.json .yaml .yml]"},
 		{"wrong kind", Check, withCluster("-f", "testdata/bad/wrong-kind.yaml"), "",
 			"mtls-guard check: testdata/bad/wrong-kind.yaml: document 2: wrong kind: got apps/v1 Deployment, want security.istio.io/v1 or v1beta1 PeerAuthentication"},
 		{"wrong kind in a List", Check, withCluster("-f", "testdata/bad/list-wrong-item.yaml"), "",
@@ -160,11 +164,11 @@ func TestUnusable(t *testing.T) {
 		{"cluster file as policies", Check, withCluster("-f", seedCluster), "",
 			"mtls-guard check: testdata/seed/cluster.yaml: document 1: item 1: wrong kind: got v1 Namespace, want security.istio.io/v1 or v1beta1 PeerAuthentication"},
 		{"malformed YAML", Check, withCluster("-f", "testdata/bad/malformed.yaml"), "",
-			"mtls-guard check: testdata/bad/malformed.yaml: document 3: malformed YAML: yaml: line 4: did not find expected key"},
+			"mtls-guard check: testdata/bad/malformed.yaml: document 3: error converting YAML to JSON: yaml: line 4: did not find expected key"},
 		{"bad separator", Check, withCluster("-f", "testdata/bad/bad-separator.yaml"), "",
-			"mtls-guard check: testdata/bad/bad-separator.yaml: document 1: malformed YAML: invalid Yaml document separator: kind: PeerAuthentication"},
+			"mtls-guard check: testdata/bad/bad-separator.yaml: document 1: invalid Yaml document separator: kind: PeerAuthentication"},
 		{"truncated JSON", Check, withCluster("-f", "testdata/bad/truncated.json"), "",
-			"mtls-guard check: testdata/bad/truncated.json: document 2: malformed JSON: unexpected EOF"},
+			"mtls-guard check: testdata/bad/truncated.json: document 2: unexpected EOF"},
 		{"scalar", Check, withCluster("-f", "testdata/bad/scalar.yaml"), "",
 			"mtls-guard check: testdata/bad/scalar.yaml: document 1: not a Kubernetes object: got a string, want a mapping with apiVersion and kind"},
 		{"no kind", Check, withCluster("-f", "testdata/bad/no-kind.yaml"), "",
@@ -180,37 +184,39 @@ func TestUnusable(t *testing.T) {
 		{"no policies", Check, withCluster("-f", "testdata/bad/empty.yaml"), "", "mtls-guard check: testdata/bad/empty.yaml: no PeerAuthentication found"},
 		{"empty stdin", Check, withCluster("-f", "-"), "", "mtls-guard check: stdin: no PeerAuthentication found"},
 		{"bad stdin", Check, withCluster("-f", "-"), "kind: Pod\n", "mtls-guard check: stdin: document 1: not a Kubernetes object: apiVersion is missing"},
-		{"stdin twice", Check, []string{"-f", "-", "--cluster", "-"}, "", "mtls-guard check: stdin (-) can be read only once"},
-		{"bad pod in cluster", Check, []string{"-f", strict, "--cluster", "testdata/bad/cluster-bad-pod.yaml"}, "",
+		{"stdin twice", Check, []string{"-f", "-", "--from-file", "-"}, "", "mtls-guard check: stdin (-) can be read only once"},
+		{"bad pod in cluster", Check, []string{"-f", strict, "--from-file", "testdata/bad/cluster-bad-pod.yaml"}, "",
 			"mtls-guard check: testdata/bad/cluster-bad-pod.yaml: document 2: decoding v1 Pod: json: cannot unmarshal string into Go struct field PodSpec.spec.containers of type []v1.Container"},
-		{"no apiVersion in cluster List", Check, []string{"-f", strict, "--cluster", "testdata/bad/cluster-no-apiversion.yaml"}, "",
+		{"no apiVersion in cluster List", Check, []string{"-f", strict, "--from-file", "testdata/bad/cluster-no-apiversion.yaml"}, "",
 			"mtls-guard check: testdata/bad/cluster-no-apiversion.yaml: document 1: item 2: not a Kubernetes object: apiVersion is missing"},
-		{"bad mode in cluster", Check, []string{"-f", strict, "--cluster", "testdata/bad/cluster-bad-mode.yaml"}, "",
+		{"bad mode in cluster", Check, []string{"-f", strict, "--from-file", "testdata/bad/cluster-bad-mode.yaml"}, "",
 			`mtls-guard check: testdata/bad/cluster-bad-mode.yaml: document 1: decoding security.istio.io/v1 PeerAuthentication: unknown value "\"STRICTT\"" for enum istio.security.v1beta1.PeerAuthentication.MutualTLS.Mode`},
-		{"second cluster file bad", Check, []string{"-f", strict, "--cluster", seedCluster, "--cluster", "testdata/bad/malformed.yaml"}, "",
-			"mtls-guard check: testdata/bad/malformed.yaml: document 3: malformed YAML: yaml: line 4: did not find expected key"},
+		{"second cluster file bad", Check, []string{"-f", strict, "--from-file", seedCluster, "--from-file", "testdata/bad/malformed.yaml"}, "",
+			"mtls-guard check: testdata/bad/malformed.yaml: document 3: error converting YAML to JSON: yaml: line 4: did not find expected key"},
 		{"delete of a missing policy", Check, withCluster("--delete", "-f", strict), "",
 			"mtls-guard check: testdata/seed/strict.yaml: document 1: PeerAuthentication istio-demo/default does not exist in the cluster, so it cannot be deleted"},
 		{"sidecar mode", Check, withCluster("-f", strict, "--sidecar-mode", "foo"), "",
 			`mtls-guard check: invalid --sidecar-mode: unknown sidecar mode "foo" (want native or any)`},
 		{"output yaml", Check, withCluster("-f", strict, "-o", "yaml"), "", `mtls-guard check: invalid -o "yaml": want text or json`},
 		{"allow-override", Check, withCluster("-f", strict, "--allow-override=maybe"), "",
-			`mtls-guard check: invalid boolean value "maybe" for -allow-override: parse error (see mtls-guard check -h)`},
+			`mtls-guard check: invalid argument "maybe" for "--allow-override" flag: strconv.ParseBool: parsing "maybe": invalid syntax (see mtls-guard check -h)`},
 		{"empty root namespace", Check, withCluster("-f", strict, "--root-namespace", ""), "", `mtls-guard check: invalid --root-namespace "": ` + label},
 		{"bad excluded namespace", Check, withCluster("-f", strict, "--exclude-namespaces", "kube-system,Bad_NS"), "",
 			`mtls-guard check: invalid --exclude-namespaces entry "Bad_NS": ` + label},
-		{"unknown flag", Check, withCluster("-f", strict, "--nope"), "", "mtls-guard check: flag provided but not defined: -nope (see mtls-guard check -h)"},
-		{"empty -f", Check, withCluster("-f", ""), "", `mtls-guard check: invalid value "" for flag -f: must not be empty (see mtls-guard check -h)`},
+		{"unknown flag", Check, withCluster("-f", strict, "--nope"), "", "mtls-guard check: unknown flag: --nope (see mtls-guard check -h)"},
+		{"empty -f", Check, withCluster("-f", ""), "", "mtls-guard check: -f is required (see mtls-guard check -h)"},
 		{"extra argument", Check, []string{"-f", strict, "extra"}, "", `mtls-guard check: unexpected argument "extra" (see mtls-guard check -h)`},
 		{"cluster and kubeconfig", Check, withCluster("-f", strict, "--kubeconfig", "kc"), "",
-			"mtls-guard check: --cluster and --kubeconfig are exclusive: give the cluster state from files or from a live cluster"},
+			"mtls-guard check: --from-file and --kubeconfig are exclusive: give the cluster state from files or from a live cluster"},
+		{"cluster and context", Check, withCluster("-f", strict, "--context", "prod"), "",
+			"mtls-guard check: --from-file and --context are exclusive: give the cluster state from files or from a live cluster"},
 		{"missing kubeconfig", Check, []string{"-f", strict, "--kubeconfig", "testdata/nope"}, "",
-			"mtls-guard check: loading kubeconfig testdata/nope: stat testdata/nope: no such file or directory"},
+			"mtls-guard check: loading the kubeconfig: stat testdata/nope: no such file or directory"},
 
 		{"report output yaml", Report, withCluster("-o", "yaml"), "", `mtls-guard report: invalid -o "yaml": want text or json`},
-		{"report bad cluster", Report, []string{"--cluster", "testdata/bad/cluster-bad-pod.yaml"}, "",
+		{"report bad cluster", Report, []string{"--from-file", "testdata/bad/cluster-bad-pod.yaml"}, "",
 			"mtls-guard report: testdata/bad/cluster-bad-pod.yaml: document 2: decoding v1 Pod: json: cannot unmarshal string into Go struct field PodSpec.spec.containers of type []v1.Container"},
-		{"report -f", Report, withCluster("-f", strict), "", "mtls-guard report: flag provided but not defined: -f (see mtls-guard report -h)"},
+		{"report -f", Report, withCluster("-f", strict), "", "mtls-guard report: unknown shorthand flag: 'f' in -f (see mtls-guard report -h)"},
 		{"report sidecar mode", Report, withCluster("--sidecar-mode", "classic"), "",
 			`mtls-guard report: invalid --sidecar-mode: unknown sidecar mode "classic" (want native or any)`},
 		{"report extra argument", Report, withCluster("now"), "", `mtls-guard report: unexpected argument "now" (see mtls-guard report -h)`},
@@ -246,7 +252,7 @@ func (e endless) Read(p []byte) (int, error) {
 
 func TestHugeInput(t *testing.T) {
 	in := io.LimitReader(endless('#'), input.MaxInputSize+1)
-	r := run(Check, []string{"-f", "-", "--cluster", seedCluster}, in)
+	r := run(Check, []string{"-f", "-", "--from-file", seedCluster}, in)
 	want := "mtls-guard check: stdin: input is larger than the limit of 64 MiB\n"
 	if r.code != 2 || r.stdout != "" || r.stderr != want {
 		t.Errorf("got exit %d, stdout %d bytes, stderr %q; want 2, nothing, %q", r.code, len(r.stdout), r.stderr, want)
@@ -258,8 +264,8 @@ func TestStdin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := run(Check, []string{"-f", "-", "--cluster", seedCluster}, bytes.NewReader(policies))
-	fromFile := run(Check, []string{"-f", "testdata/seed/strict.yaml", "--cluster", seedCluster}, nil)
+	r := run(Check, []string{"-f", "-", "--from-file", seedCluster}, bytes.NewReader(policies))
+	fromFile := run(Check, []string{"-f", "testdata/seed/strict.yaml", "--from-file", seedCluster}, nil)
 	if r.code != 1 || r.stdout != fromFile.stdout || r.stderr != "" {
 		t.Errorf("-f - gave exit %d, stderr %q and output\n%s\nwant the output for the file:\n%s", r.code, r.stderr, r.stdout, fromFile.stdout)
 	}
@@ -267,7 +273,7 @@ func TestStdin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r = run(Check, []string{"-f", "testdata/seed/strict.yaml", "--cluster", "-"}, bytes.NewReader(cluster))
+	r = run(Check, []string{"-f", "testdata/seed/strict.yaml", "--from-file", "-"}, bytes.NewReader(cluster))
 	if r.code != 1 || r.stdout != fromFile.stdout {
 		t.Errorf("--cluster - gave exit %d and output\n%s\nwant the output for the file:\n%s", r.code, r.stdout, fromFile.stdout)
 	}
@@ -275,7 +281,7 @@ func TestStdin(t *testing.T) {
 
 func TestOwnNamespaceExcluded(t *testing.T) {
 	t.Setenv(podNamespaceEnv, "istio-demo")
-	r := run(Check, []string{"-f", "testdata/seed/strict.yaml", "--cluster", seedCluster}, nil)
+	r := run(Check, []string{"-f", "testdata/seed/strict.yaml", "--from-file", seedCluster}, nil)
 	if r.code != 0 || !strings.Contains(r.stdout, "namespace istio-demo is excluded from the guard") {
 		t.Errorf("with POD_NAMESPACE=istio-demo: exit %d, output:\n%s", r.code, r.stdout)
 	}
@@ -307,12 +313,12 @@ func jsonKeys(t *testing.T, raw json.RawMessage) []string {
 // output, independently of the golden files.
 func TestCheckJSONContract(t *testing.T) {
 	runs := [][]string{
-		{"-f", "testdata/seed/strict.yaml", "--cluster", seedCluster},
-		{"-f", "testdata/seed/permissive.json", "--cluster", seedCluster},
-		{"-f", "testdata/sequence/policies.yaml", "--cluster", seedCluster},
-		{"-f", "testdata/update/policies.yaml", "--cluster", "testdata/update/cluster.yaml"},
-		{"--delete", "-f", "testdata/delete/policies.yaml", "--cluster", "testdata/delete/cluster.json"},
-		{"-f", "testdata/seed/strict.yaml", "--cluster", reportCluster},
+		{"-f", "testdata/seed/strict.yaml", "--from-file", seedCluster},
+		{"-f", "testdata/seed/permissive.json", "--from-file", seedCluster},
+		{"-f", "testdata/sequence/policies.yaml", "--from-file", seedCluster},
+		{"-f", "testdata/update/policies.yaml", "--from-file", "testdata/update/cluster.yaml"},
+		{"--delete", "-f", "testdata/delete/policies.yaml", "--from-file", "testdata/delete/cluster.json"},
+		{"-f", "testdata/seed/strict.yaml", "--from-file", reportCluster},
 	}
 	for _, args := range runs {
 		r := run(Check, append(args, "-o", "json"), nil)
@@ -384,7 +390,7 @@ func TestCheckJSONContract(t *testing.T) {
 }
 
 func TestReportJSONContract(t *testing.T) {
-	r := run(Report, []string{"--cluster", reportCluster, "-o", "json"}, nil)
+	r := run(Report, []string{"--from-file", reportCluster, "-o", "json"}, nil)
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -406,7 +412,7 @@ func TestReportJSONContract(t *testing.T) {
 		}
 	}
 	// An empty cluster still gives a list.
-	r = run(Report, []string{"--cluster", "-", "-o", "json"}, strings.NewReader(""))
+	r = run(Report, []string{"--from-file", "-", "-o", "json"}, strings.NewReader(""))
 	if r.code != 0 || r.stdout != "{\n  \"namespaces\": []\n}\n" {
 		t.Errorf("empty cluster: exit %d, output %q", r.code, r.stdout)
 	}

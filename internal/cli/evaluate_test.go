@@ -147,6 +147,16 @@ func TestEvaluate(t *testing.T) {
 			policies: map[string]string{"istio-demo/base": "", "istio-system/default": "STRICT"},
 		},
 		{
+			// With base gone from the index, istio-demo inherits the new
+			// mesh-wide STRICT; with base still there, it would stay
+			// PERMISSIVE and the mesh-wide policy would pass.
+			name:     "the index forgets a deleted policy",
+			docs:     []string{pa("istio-demo", "base", "", ""), pa("istio-system", "default", "STRICT", "")},
+			del:      []bool{true, false},
+			want:     []want{{engine.Delete, verdictAllowed}, {engine.Create, verdictDenied}},
+			policies: map[string]string{"istio-demo/base": "", "istio-system/default": ""},
+		},
+		{
 			name:     "a deleted policy is gone for the next one",
 			docs:     []string{pa("istio-demo", "base", "", ""), pa("istio-demo", "base", "STRICT", "")},
 			del:      []bool{true, false},
@@ -157,23 +167,23 @@ func TestEvaluate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := loadYAML(t, clusterYAML)
-			objs, err := input.Decode(strings.NewReader(strings.Join(tt.docs, "---\n")))
+			objs, err := input.Read([]string{"-"}, false, strings.NewReader(strings.Join(tt.docs, "---\n")))
 			if err != nil {
 				t.Fatal(err)
 			}
-			ps, err := input.Policies(objs)
+			ps, err := input.Policies(objs, input.DefaultNamespace, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var decisions []*engine.Decision
 			if tt.del == nil {
-				if decisions, err = evaluate(s, ps, engine.DefaultOptions(), false); err != nil {
+				if decisions, err = evaluate(s, ps, false); err != nil {
 					t.Fatal(err)
 				}
 			}
 			for i, del := range tt.del {
-				// One call per document, on the same snapshot.
-				ds, err := evaluate(s, ps[i:i+1], engine.DefaultOptions(), del)
+				// One call per document, on the same store.
+				ds, err := evaluate(s, ps[i:i+1], del)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -191,18 +201,18 @@ func TestEvaluate(t *testing.T) {
 			}
 			for key, mode := range tt.policies {
 				ns, name, _ := strings.Cut(key, "/")
-				p := s.Policy(ns, name)
+				p := s.policies[ns+"/"+name]
 				switch {
 				case mode == "" && p != nil:
-					t.Errorf("%s is in the snapshot, want it absent", key)
+					t.Errorf("%s is in the store, want it absent", key)
 				case mode != "" && p == nil:
-					t.Errorf("%s is not in the snapshot", key)
+					t.Errorf("%s is not in the store", key)
 				case mode != "" && p.Mode.String() != mode:
 					t.Errorf("%s has mode %s, want %s", key, p.Mode, mode)
 				}
 			}
 			// Whatever happened to base, it kept its creationTimestamp.
-			if base := s.Policy("istio-demo", "base"); base != nil && !base.Created.Equal(&metav1.Time{Time: time.Date(2024, 1, 10, 0, 0, 0, 0, time.UTC)}) {
+			if base := s.policies["istio-demo/base"]; base != nil && !base.Created.Equal(&metav1.Time{Time: time.Date(2024, 1, 10, 0, 0, 0, 0, time.UTC)}) {
 				t.Errorf("base has creationTimestamp %v, want 2024-01-10", base.Created)
 			}
 		})
@@ -215,22 +225,23 @@ func TestEvaluateDeleteMissing(t *testing.T) {
 		Loc:    input.Location{File: "p.yaml", Doc: 3},
 		Policy: &policy.Policy{Namespace: "istio-demo", Name: "nope"},
 	}}
-	_, err := evaluate(s, ps, engine.DefaultOptions(), true)
+	_, err := evaluate(s, ps, true)
 	want := "p.yaml: document 3: PeerAuthentication istio-demo/nope does not exist in the cluster, so it cannot be deleted"
 	if err == nil || err.Error() != want {
 		t.Errorf("error %v, want %q", err, want)
 	}
 }
 
-func loadYAML(t *testing.T, data string) *engine.Snapshot {
+// loadYAML loads a cluster into a store with the default options.
+func loadYAML(t *testing.T, data string) *store {
 	t.Helper()
-	objs, err := input.Decode(strings.NewReader(data))
+	objs, err := input.Read([]string{"-"}, false, strings.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := engine.NewSnapshot()
-	if err := input.AddObjects(s, objs); err != nil {
+	cl, err := input.FromObjects(objs)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return newStore(cl, engine.DefaultOptions())
 }

@@ -1,31 +1,31 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/input"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
-const reportUsage = `Usage: mtls-guard report [--cluster FILE]... [flags]
-
-Shows, per namespace, the effective namespace-level mTLS mode, the meshed
+const reportLong = `Shows, per namespace, the effective namespace-level mTLS mode, the meshed
 and unmeshed pods, and whether a namespace-wide STRICT policy would be
 admitted now (an UPDATE of the namespace-wide policy Istio applies, where
 there is one). Excluded namespaces are left out. Overrides never count here:
 --allow-override is accepted only so that check and report share flags.
-Exit status: 0, or 2 on unusable input or usage.
-
-Flags:
-`
+Exit status: 0, or 2 on unusable input or usage.`
 
 // reportPolicyName names the hypothetical STRICT policy the report decides
 // in a namespace that has no namespace-wide policy yet.
@@ -34,45 +34,45 @@ const reportPolicyName = "mtls-guard-report"
 // maxWorkloadsShown bounds the workloads of one text row.
 const maxWorkloadsShown = 5
 
-// Report runs "mtls-guard report" and returns the exit status. On exit 2
-// it writes one line on stderr and nothing on stdout.
-func Report(args []string, stdout, stderr io.Writer) int {
-	const name = "mtls-guard report"
-	var c commonFlags
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	c.register(fs)
-	if code, ok := parseFlags(fs, args, stderr, reportUsage); !ok {
-		return code
+// NewReportCommand returns "mtls-guard report".
+func NewReportCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	o := newCommonOptions(streams)
+	cmd := &cobra.Command{
+		Use:   "report [flags]",
+		Short: "Per-namespace migration plan for STRICT mTLS",
+		Long:  reportLong,
+		Example: `  mtls-guard report
+  kubectl get pods,replicasets,jobs,namespaces,peerauthentications -A -o yaml | mtls-guard report --from-file - -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runReport(cmd, o) },
 	}
-	if stdinUses(c.clusters) > 1 {
-		return fail(stderr, name, errors.New("stdin (-) can be read only once"))
-	}
-	opts, err := c.options()
-	if err != nil {
-		return fail(stderr, name, err)
-	}
-	snap, err := c.snapshot(context.Background())
-	if err != nil {
-		return fail(stderr, name, err)
-	}
-	rep, err := buildReport(snap, opts)
-	if err != nil {
-		return fail(stderr, name, err)
-	}
+	o.addFlags(cmd)
+	return cmd
+}
 
-	var out bytes.Buffer
-	if c.output == formatJSON {
-		err = writeJSON(&out, rep.json())
-	} else {
-		rep.writeText(&out, opts)
+func runReport(cmd *cobra.Command, o *commonOptions) error {
+	if stdinUses(o.fromFiles) > 1 {
+		return errors.New("stdin (-) can be read only once")
 	}
+	opts, err := o.options(cmd)
 	if err != nil {
-		return fail(stderr, name, fmt.Errorf("rendering the output: %w", err))
+		return err
 	}
-	if _, err := stdout.Write(out.Bytes()); err != nil {
-		return fail(stderr, name, fmt.Errorf("writing the output: %w", err))
+	cl, err := o.cluster(cmd.Context())
+	if err != nil {
+		return err
 	}
-	return exitOK
+	rep, err := buildReport(cl, opts)
+	if err != nil {
+		return err
+	}
+	return writeOutput(o.streams.Out, func(w io.Writer) error {
+		if o.output == formatJSON {
+			return writeJSON(w, rep.json())
+		}
+		rep.writeText(w, opts)
+		return nil
+	})
 }
 
 // report is the per-namespace plan.
@@ -87,49 +87,72 @@ type namespaceRow struct {
 	strictAdmitted bool
 }
 
-func buildReport(s *engine.Snapshot, o engine.Options) (*report, error) {
-	meshMode, err := engine.MeshMode(s, o)
+func buildReport(cl *input.Cluster, o engine.Options) (*report, error) {
+	st := newStore(cl, o)
+	// The index does not expose its view as an engine.Cluster, which the
+	// description reads; until it does, a snapshot of the same objects
+	// stands in for it there. Decisions go through the index.
+	view := engine.NewSnapshot()
+	for _, obj := range cl.Objects {
+		view.Add(obj)
+	}
+	meshMode, err := engine.MeshMode(view, o)
 	if err != nil {
 		return nil, err
 	}
 	r := &report{meshMode: meshMode}
-	for _, ns := range s.NamespaceNames() {
+	for _, ns := range namespaceNames(cl) {
 		if o.Excluded(ns) {
 			r.excluded = append(r.excluded, ns)
 			continue
 		}
-		st, err := engine.DescribeNamespace(s, ns, o)
+		desc, err := engine.DescribeNamespace(view, ns, o)
 		if err != nil {
 			return nil, fmt.Errorf("namespace %s: %w", ns, err)
 		}
-		admitted, err := strictAdmitted(s, st, o)
+		admitted, err := st.strictAdmitted(desc)
 		if err != nil {
 			return nil, fmt.Errorf("namespace %s: %w", ns, err)
 		}
-		r.namespaces = append(r.namespaces, namespaceRow{NamespaceStatus: st, strictAdmitted: admitted})
+		r.namespaces = append(r.namespaces, namespaceRow{NamespaceStatus: desc, strictAdmitted: admitted})
 	}
 	return r, nil
 }
 
-// strictAdmitted asks the engine whether a namespace-wide STRICT policy
+// namespaceNames lists, sorted, the namespaces that exist or hold pods or
+// policies.
+func namespaceNames(cl *input.Cluster) []string {
+	seen := sets.New[string]()
+	for _, obj := range cl.Objects {
+		switch obj.(type) {
+		case *corev1.Namespace:
+			seen.Insert(obj.GetName())
+		case *corev1.Pod, *securityv1.PeerAuthentication, *securityv1beta1.PeerAuthentication:
+			seen.Insert(obj.GetNamespace())
+		}
+	}
+	return sets.List(seen)
+}
+
+// strictAdmitted asks the index whether a namespace-wide STRICT policy
 // would be admitted now, leaving the override annotation out.
-func strictAdmitted(s *engine.Snapshot, st *engine.NamespaceStatus, o engine.Options) (bool, error) {
+func (s *store) strictAdmitted(desc *engine.NamespaceStatus) (bool, error) {
 	var ch engine.Change
-	if st.Wide != nil {
+	if desc.Wide != nil {
 		// A new namespace-wide policy would be newer than the one Istio
 		// applies, so Istio would ignore it and it would pass trivially:
 		// ask about making the applied one STRICT instead.
-		p := *st.Wide
+		p := *desc.Wide
 		p.Mode, p.Ports, p.Problems, p.OverrideReason = policy.Strict, nil, nil, ""
-		ch = engine.Change{Operation: engine.Update, Policy: &p}
+		ch = engine.Change{Operation: engine.Update, Policy: &p, Old: desc.Wide}
 	} else {
 		ch = engine.Change{Operation: engine.Create, Policy: &policy.Policy{
-			Namespace: st.Namespace,
-			Name:      unusedName(s, st.Namespace),
+			Namespace: desc.Namespace,
+			Name:      s.unusedName(desc.Namespace),
 			Mode:      policy.Strict,
 		}}
 	}
-	d, err := engine.Decide(s, ch, o)
+	d, err := s.ix.Decide(ch)
 	if err != nil {
 		return false, fmt.Errorf("deciding a namespace-wide STRICT policy: %w", err)
 	}
@@ -137,9 +160,9 @@ func strictAdmitted(s *engine.Snapshot, st *engine.NamespaceStatus, o engine.Opt
 }
 
 // unusedName picks a policy name that replaces no existing policy.
-func unusedName(s *engine.Snapshot, namespace string) string {
+func (s *store) unusedName(namespace string) string {
 	name := reportPolicyName
-	for i := 2; s.Policy(namespace, name) != nil; i++ {
+	for i := 2; s.policies[namespace+"/"+name] != nil; i++ {
 		name = reportPolicyName + "-" + strconv.Itoa(i)
 	}
 	return name

@@ -11,11 +11,19 @@ import (
 // TestStrictAdmitted checks that the report decides an UPDATE of the
 // namespace-wide policy Istio applies, where a new policy would be ignored.
 func TestStrictAdmitted(t *testing.T) {
-	s, err := input.LoadFiles([]string{reportCluster}, nil)
+	cl, err := input.LoadFiles([]string{reportCluster}, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := engine.DefaultOptions()
+	rep, err := buildReport(cl, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]namespaceRow{}
+	for _, row := range rep.namespaces {
+		rows[row.Namespace] = row
+	}
 	tests := []struct {
 		namespace string
 		wide      string // the applied namespace-wide policy
@@ -27,46 +35,46 @@ func TestStrictAdmitted(t *testing.T) {
 		{"quiet", "", true},
 	}
 	for _, tt := range tests {
-		st, err := engine.DescribeNamespace(s, tt.namespace, o)
-		if err != nil {
-			t.Fatal(err)
+		row, ok := rows[tt.namespace]
+		if !ok {
+			t.Fatalf("no row for %s", tt.namespace)
 		}
-		if name := ""; st.Wide != nil {
-			name = st.Wide.Name
+		if name := ""; row.Wide != nil {
+			name = row.Wide.Name
 			if name != tt.wide {
 				t.Errorf("%s: applied policy %q, want %q", tt.namespace, name, tt.wide)
 			}
 		} else if tt.wide != "" {
 			t.Errorf("%s: no applied policy, want %q", tt.namespace, tt.wide)
 		}
-		got, err := strictAdmitted(s, st, o)
-		if err != nil || got != tt.want {
-			t.Errorf("%s: strictAdmitted() = %v, %v; want %v", tt.namespace, got, err, tt.want)
+		if row.strictAdmitted != tt.want {
+			t.Errorf("%s: strictAdmitted = %v, want %v", tt.namespace, row.strictAdmitted, tt.want)
 		}
 	}
 
 	// The trap the UPDATE avoids: a new STRICT policy in legacy is newer
 	// than default, so Istio ignores it and it passes.
-	d, err := engine.Decide(s, engine.Change{Operation: engine.Create, Policy: &policy.Policy{
+	s := newStore(cl, o)
+	d, err := s.ix.Decide(engine.Change{Operation: engine.Create, Policy: &policy.Policy{
 		Namespace: "legacy", Name: reportPolicyName, Mode: policy.Strict,
-	}}, o)
+	}})
 	if err != nil || !d.Allowed {
 		t.Errorf("a new namespace-wide policy in legacy: %+v, %v; want it allowed (ignored by Istio)", d, err)
 	}
-	// The report leaves the snapshot as it was.
-	if p := s.Policy("legacy", "default"); p == nil || p.Mode != policy.Permissive {
+	// The report leaves the store as it was.
+	if p := s.policies["legacy/default"]; p == nil || p.Mode != policy.Permissive {
 		t.Errorf("legacy/default changed: %+v", p)
 	}
 }
 
 func TestUnusedName(t *testing.T) {
-	s := engine.NewSnapshot()
-	if got := unusedName(s, "ns"); got != reportPolicyName {
+	s := newStore(&input.Cluster{}, engine.DefaultOptions())
+	if got := s.unusedName("ns"); got != reportPolicyName {
 		t.Errorf("unusedName() = %q", got)
 	}
-	s.SetPolicy(&policy.Policy{Namespace: "ns", Name: reportPolicyName})
-	s.SetPolicy(&policy.Policy{Namespace: "ns", Name: reportPolicyName + "-2"})
-	if got, want := unusedName(s, "ns"), reportPolicyName+"-3"; got != want {
+	s.apply(engine.Change{Operation: engine.Create, Policy: &policy.Policy{Namespace: "ns", Name: reportPolicyName}})
+	s.apply(engine.Change{Operation: engine.Create, Policy: &policy.Policy{Namespace: "ns", Name: reportPolicyName + "-2"}})
+	if got, want := s.unusedName("ns"), reportPolicyName+"-3"; got != want {
 		t.Errorf("unusedName() = %q, want %q", got, want)
 	}
 }
