@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
 )
 
 func TestAddFlagsDefaults(t *testing.T) {
@@ -141,5 +143,27 @@ func TestValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestNew(t *testing.T) {
+	c := DefaultConfig()
+	if _, err := New(c, logr.Discard()); err == nil {
+		t.Error("New without --prometheus-url succeeded")
+	}
+	c.PrometheusURL, c.MinRequests = "http://prometheus:9090", 0
+	if _, err := New(c, logr.Discard()); err == nil {
+		t.Error("New with an invalid config succeeded")
+	}
+	c.MinRequests = 1
+	r, err := New(c, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.interval != c.Refresh || r.maxAge != c.MaxAge {
+		t.Errorf("refresher interval %s, max age %s; want %s, %s", r.interval, r.maxAge, c.Refresh, c.MaxAge)
+	}
+	if _, err := r.Current(time.Now()); err == nil {
+		t.Error("evidence available before any fetch")
 	}
 }

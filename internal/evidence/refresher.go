@@ -69,6 +69,20 @@ func NewRefresher(f Fetcher, interval, maxAge time.Duration, log logr.Logger) *R
 	return &Refresher{fetcher: f, interval: interval, maxAge: maxAge, log: log}
 }
 
+// New validates cfg and returns the refresher that fetches its Prometheus
+// every cfg.Refresh and calls evidence older than cfg.MaxAge stale. The
+// feature must be on (cfg.Enabled).
+func New(cfg Config, log logr.Logger) (*Refresher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p, err := NewPrometheus(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return NewRefresher(p, cfg.Refresh, cfg.MaxAge, log), nil
+}
+
 // NeedLeaderElection is false: every replica answers admission requests
 // and needs its own evidence.
 func (r *Refresher) NeedLeaderElection() bool { return false }
