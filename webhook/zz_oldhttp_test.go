@@ -20,7 +20,6 @@ import (
 // MaxRequestBytes bounds an AdmissionReview body, as controller-runtime
 // does: two objects of at most 3 MiB each, and 1 MiB for the rest.
 
-
 // maxUIDLength bounds the request UID echoed in an error answer; the API
 // server sends UUIDs.
 const maxUIDLength = 128
