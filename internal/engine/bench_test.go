@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/mtls-guard/mtls-guard/internal/cachestate"
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
@@ -168,7 +167,7 @@ func podStoreBytes(b *testing.B, gen *clustergen.Cluster) (store, idx float64) {
 	n := float64(gen.NumPods())
 	before := liveHeap()
 	indexer := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
-	_, byObject := cachestate.Transforms()
+	_, byObject := index.CacheTransforms()
 	transform := byObject[podKey(byObject)].Transform
 	for i := range gen.NumPods() {
 		obj, err := transform(gen.Pod(i))

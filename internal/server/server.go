@@ -29,7 +29,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/mtls-guard/mtls-guard/internal/cachestate"
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
@@ -200,7 +199,7 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 	health := newCacheHealth(c.MaxCacheStaleness, log.WithName("cache"))
 	// Pods are cached as podrecord records, a few hundred bytes each; the
 	// webhook decides from the index and never reads pods from the cache.
-	defaultTransform, byObject := cachestate.Transforms()
+	defaultTransform, byObject := index.CacheTransforms()
 	shutdown := c.ShutdownTimeout
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: Scheme(),
@@ -306,8 +305,8 @@ func metricsOptions(c Config, tlsOpts []func(*tls.Config)) metricsserver.Options
 // registerInformers starts an informer for every kind the engine reads,
 // before the manager starts, and has health wait for all of them to sync.
 func registerInformers(c cache.Cache, health *cacheHealth, ix *index.Index) error {
-	infs := make([]index.Informer, 0, len(cachestate.Objects()))
-	for _, obj := range cachestate.Objects() {
+	infs := make([]index.Informer, 0, len(index.WatchedKinds()))
+	for _, obj := range index.WatchedKinds() {
 		inf, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
 		if err != nil {
 			return fmt.Errorf("creating informer for %T: %w", obj, err)

@@ -1,4 +1,4 @@
-package cachestate
+package index
 
 import (
 	"reflect"
@@ -15,7 +15,7 @@ import (
 )
 
 func TestTransforms(t *testing.T) {
-	def, byObject := Transforms()
+	def, byObject := CacheTransforms()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "a", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "x"}}}}
 	out, err := def(ns)
 	if err != nil || out.(*corev1.Namespace).ManagedFields != nil {

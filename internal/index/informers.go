@@ -1,9 +1,10 @@
-// Package cachestate says what the guard's informer cache holds: which
-// kinds, and trimmed how. Pods are kept as podrecord records, ReplicaSets
-// and Jobs as their owners, every other kind without its managedFields.
-// The guard decides from internal/index, which the same informers feed,
-// so no admission request reads the cache or LISTs the API server.
-package cachestate
+package index
+
+// The informer options: which kinds the guard watches, and trimmed how.
+// Pods are kept as podrecord records, ReplicaSets and Jobs as their owners,
+// every other kind without its managedFields. The index is fed by the same
+// informers, so no admission request reads the cache or LISTs the API
+// server.
 
 import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -18,21 +19,22 @@ import (
 	"github.com/mtls-guard/mtls-guard/internal/podrecord"
 )
 
-// Objects lists the kinds the guard caches; the RBAC in deploy/ grants
-// get, list and watch on exactly these.
-func Objects() []client.Object {
+// WatchedKinds lists the kinds the guard watches and the index holds: the
+// informers, the RBAC in deploy/ (list and watch on exactly these), and
+// the CLI's live and file loaders all read this list.
+func WatchedKinds() []client.Object {
 	return []client.Object{
 		&corev1.Pod{}, &corev1.Namespace{}, &appsv1.ReplicaSet{}, &batchv1.Job{}, &securityv1.PeerAuthentication{},
 	}
 }
 
-// Transforms returns the cache's default transform and its per-kind ones.
+// CacheTransforms returns the cache's default transform and its per-kind ones.
 // The pod informer stores podrecord records, not Pods: reading Pods
 // through the cache fails with an error rather than answering.
 // ReplicaSets and Jobs keep only their identity and owners, all that
 // naming a pod's workload reads of them: a Deployment keeps up to ten old
 // ReplicaSets, each with a whole pod template.
-func Transforms() (toolscache.TransformFunc, map[client.Object]cache.ByObject) {
+func CacheTransforms() (toolscache.TransformFunc, map[client.Object]cache.ByObject) {
 	return StripManagedFields, map[client.Object]cache.ByObject{
 		&corev1.Pod{}:        {Transform: podrecord.Transform},
 		&appsv1.ReplicaSet{}: {Transform: OwnersOnly},
