@@ -10,6 +10,7 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -27,12 +28,18 @@ var GuardGroups = []string{"system:serviceaccounts", "system:serviceaccounts:mtl
 
 // Deploy is what the tests and the demo take from deploy/.
 type Deploy struct {
-	Webhook     *admissionregistrationv1.ValidatingWebhookConfiguration
+	Webhook *admissionregistrationv1.ValidatingWebhookConfiguration
+	// ClusterRole is the guard's own ClusterRole (the one its
+	// ClusterRoleBinding of the same name binds).
 	ClusterRole string
+	// RBAC is every RBAC object deploy/ ships, as installed.
+	RBAC []client.Object
 }
 
-// InstallRBAC renders deploy/ and creates its Namespace, ServiceAccount,
-// ClusterRole and ClusterRoleBinding.
+// InstallRBAC renders deploy/ and creates its Namespace, ServiceAccount
+// and every RBAC object it ships: ClusterRoles, ClusterRoleBindings, and
+// Roles and RoleBindings in whatever namespace they name (Events are
+// written through a Role in "default").
 func InstallRBAC(ctx context.Context, c client.Client) (*Deploy, error) {
 	root, err := Root()
 	if err != nil {
@@ -50,24 +57,45 @@ func InstallRBAC(ctx context.Context, c client.Client) (*Deploy, error) {
 	if err != nil {
 		return nil, err
 	}
-	role, err := manifests.ClusterRole(objs)
-	if err != nil {
-		return nil, err
-	}
-	binding, err := manifests.ClusterRoleBinding(objs)
-	if err != nil {
-		return nil, err
-	}
 	vwc, err := manifests.WebhookConfiguration(objs)
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range []client.Object{ns, sa, role, binding} {
-		if err := c.Create(ctx, o); err != nil {
-			return nil, fmt.Errorf("creating %T %s from deploy/: %w", o, o.GetName(), err)
+	// The guard's own role is the one bound by the binding that shares
+	// the ServiceAccount's name.
+	binding, err := manifests.Named[*rbacv1.ClusterRoleBinding](objs, "", sa.Name)
+	if err != nil {
+		return nil, fmt.Errorf("deploy/ has no ClusterRoleBinding for the guard: %w", err)
+	}
+	var rbac []client.Object
+	for _, o := range manifests.All[*rbacv1.ClusterRole](objs) {
+		rbac = append(rbac, o)
+	}
+	for _, o := range manifests.All[*rbacv1.Role](objs) {
+		rbac = append(rbac, o)
+	}
+	for _, o := range manifests.All[*rbacv1.ClusterRoleBinding](objs) {
+		rbac = append(rbac, o)
+	}
+	for _, o := range manifests.All[*rbacv1.RoleBinding](objs) {
+		rbac = append(rbac, o)
+	}
+	for _, o := range append([]client.Object{ns, sa}, rbac...) {
+		// A fresh API server creates "default" shortly after it is ready;
+		// a Role there waits for it.
+		var last error
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			last = c.Create(ctx, o)
+			return last == nil, client.IgnoreNotFound(last)
+		})
+		if err != nil {
+			if last != nil {
+				err = last
+			}
+			return nil, fmt.Errorf("creating %T %s from deploy/: %w", o, client.ObjectKeyFromObject(o), err)
 		}
 	}
-	return &Deploy{Webhook: vwc, ClusterRole: role.Name}, nil
+	return &Deploy{Webhook: vwc, ClusterRole: binding.RoleRef.Name, RBAC: rbac}, nil
 }
 
 // RegisterWebhook installs deploy/'s webhook configuration with only the

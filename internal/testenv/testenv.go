@@ -12,8 +12,15 @@ import (
 	"strings"
 	"time"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/cert-manager/cert-manager/pkg/util/pki"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/mtls-guard/mtls-guard/certs"
 )
 
 // Binaries are the control-plane commands the tests need in bin/.
@@ -112,8 +119,27 @@ rules:
 - level: None
 `
 
+// Option configures the control plane that Start starts.
+type Option func(*options)
+
+type options struct {
+	webhookCert, webhookKey []byte
+}
+
+// WithWebhookClientCert gives the API server a client certificate that it
+// presents to every admission webhook (the kubeConfigFile of a
+// WebhookAdmissionConfiguration, user "*"), as an API server configured
+// for webhooks that require client certificates is.
+func WithWebhookClientCert(certPEM, keyPEM []byte) Option {
+	return func(o *options) { o.webhookCert, o.webhookKey = certPEM, keyPEM }
+}
+
 // Start starts etcd and kube-apiserver and installs Istio's CRDs.
-func Start() (*Env, error) {
+func Start(opts ...Option) (*Env, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	bin, err := BinDir()
 	if err != nil {
 		return nil, err
@@ -128,7 +154,15 @@ func Start() (*Env, error) {
 	}
 	policyFile := filepath.Join(dir, "audit-policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(auditPolicy), 0o600); err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("writing audit policy: %w", err)
+	}
+	var admissionConfig string
+	if o.webhookCert != nil {
+		if admissionConfig, err = writeAdmissionConfig(dir, o.webhookCert, o.webhookKey); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
 	}
 	auditLog := filepath.Join(dir, "audit.log")
 	te := &envtest.Environment{
@@ -141,12 +175,78 @@ func Start() (*Env, error) {
 		Set("audit-policy-file", policyFile).
 		Set("audit-log-path", auditLog).
 		Set("audit-log-mode", "blocking")
+	if admissionConfig != "" {
+		te.ControlPlane.GetAPIServer().Configure().Set("admission-control-config-file", admissionConfig)
+	}
 	cfg, err := te.Start()
 	if err != nil {
+		// envtest may have started etcd before the API server failed.
+		_ = te.Stop()
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting envtest control plane from %s: %w", bin, err)
 	}
 	return &Env{Environment: te, Config: cfg, BinDir: bin, AuditLog: auditLog, dir: dir}, nil
+}
+
+// writeAdmissionConfig writes an AdmissionConfiguration whose webhook
+// plugins authenticate to every webhook ("*") with the client certificate.
+func writeAdmissionConfig(dir string, certPEM, keyPEM []byte) (string, error) {
+	kc := clientcmdapi.NewConfig()
+	kc.AuthInfos["*"] = &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}
+	kubeconfig := filepath.Join(dir, "webhook-client.kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
+		return "", fmt.Errorf("writing the webhook client kubeconfig: %w", err)
+	}
+	var b strings.Builder
+	b.WriteString("apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n")
+	for _, plugin := range []string{"ValidatingAdmissionWebhook", "MutatingAdmissionWebhook"} {
+		fmt.Fprintf(&b, "- name: %s\n  configuration:\n    apiVersion: apiserver.config.k8s.io/v1\n    kind: WebhookAdmissionConfiguration\n    kubeConfigFile: %q\n", plugin, kubeconfig)
+	}
+	path := filepath.Join(dir, "admission-config.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return "", fmt.Errorf("writing the admission configuration: %w", err)
+	}
+	return path, nil
+}
+
+// IssueClientCert makes a private CA, the way the certs package makes the
+// guard's (cert-manager's pki, the same CA Certificate spec), and signs a
+// client certificate for commonName with it.
+func IssueClientCert(commonName string) (caPEM, certPEM, keyPEM []byte, err error) {
+	ca := certs.CACertificate("mtls-guard-client", "mtls-guard")
+	caKey, err := pki.GeneratePrivateKeyForCertificate(ca)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("generating client CA key: %w", err)
+	}
+	caTemplate, err := pki.CertificateTemplateFromCertificate(ca)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("client CA template: %w", err)
+	}
+	caPEM, caCert, err := pki.SignCertificate(caTemplate, caTemplate, caKey.Public(), caKey)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("self-signing the client CA: %w", err)
+	}
+	leaf := &cmapi.Certificate{Spec: cmapi.CertificateSpec{
+		CommonName: commonName,
+		Usages:     []cmapi.KeyUsage{cmapi.UsageDigitalSignature, cmapi.UsageClientAuth},
+		Duration:   &metav1.Duration{Duration: 24 * time.Hour},
+		PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
+	}}
+	key, err := pki.GeneratePrivateKeyForCertificate(leaf)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("generating client key: %w", err)
+	}
+	tmpl, err := pki.CertificateTemplateFromCertificate(leaf)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("client certificate template: %w", err)
+	}
+	if certPEM, _, err = pki.SignCertificate(tmpl, caCert, key.Public(), caKey); err != nil {
+		return nil, nil, nil, fmt.Errorf("signing the client certificate: %w", err)
+	}
+	if keyPEM, err = pki.EncodePrivateKey(key, cmapi.PKCS8); err != nil {
+		return nil, nil, nil, fmt.Errorf("encoding the client key: %w", err)
+	}
+	return caPEM, certPEM, keyPEM, nil
 }
 
 // Stop stops the control plane and removes its files.
