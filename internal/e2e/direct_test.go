@@ -159,11 +159,7 @@ func TestNotReadyBeforeSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	g, err := startGuard(ctx, "", nil, kc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.stop()
+	g := startGuard(t, guardOptions{kubeconfig: kc, noWait: true})
 
 	// Wait until the webhook server answers at all, then check that it
 	// answers with an error while /readyz reports not ready.
@@ -172,10 +168,8 @@ func TestNotReadyBeforeSync(t *testing.T) {
 		url := fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path)
 		r, err := g.httpsClient().Post(url, "application/json", bytes.NewReader(review("nr", "PeerAuthentication", "CREATE", strictJSON, "")))
 		if err != nil {
-			select {
-			case err := <-g.done:
-				return false, fmt.Errorf("guard exited: %v", err)
-			default:
+			if g.exited() {
+				return false, fmt.Errorf("guard exited: %v", g.err)
 			}
 			return false, nil // not listening yet
 		}

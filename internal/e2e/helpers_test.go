@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
 // podKind says how a test pod joins the mesh.
@@ -25,17 +27,21 @@ const (
 	native
 )
 
-func mustNamespace(ctx context.Context, name string, labels map[string]string) {
+// createNamespace creates a namespace unless it exists.
+func createNamespace(ctx context.Context, name string, labels map[string]string) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 	if err := suite.admin.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		panic(err)
+		return err
 	}
+	return nil
 }
 
 // namespace creates a fresh namespace for one test.
 func namespace(t *testing.T, name string, labels map[string]string) string {
 	t.Helper()
-	mustNamespace(context.Background(), name, labels)
+	if err := createNamespace(context.Background(), name, labels); err != nil {
+		t.Fatalf("creating namespace %s: %v", name, err)
+	}
 	return name
 }
 
@@ -87,6 +93,11 @@ func create(t *testing.T, obj client.Object) {
 	}
 }
 
+// createAs creates obj as c and returns the request for the audit log.
+func createAs(c client.Client, obj client.Object, opts ...client.CreateOption) request {
+	return call(func(ctx context.Context) error { return c.Create(ctx, obj.DeepCopyObject().(client.Object), opts...) })
+}
+
 func deletePod(t *testing.T, ns, name string) {
 	t.Helper()
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
@@ -95,21 +106,35 @@ func deletePod(t *testing.T, ns, name string) {
 	}
 }
 
-// eventually polls until a server-side dry run of obj gives the wanted
-// answer. The guard's informer sees a change a few milliseconds after the
-// API server does; this waits for that without sleeping a fixed time.
+// eventually polls until a server-side dry run of obj, by the admin, is
+// decided by the guard as wanted: denied (403 and the guard's audit
+// decision "denied") or allowed (no error and the decision "allowed").
+// The guard's informer sees a change a few milliseconds after the API
+// server does; this waits for that without sleeping a fixed time.
 func eventually(t *testing.T, obj client.Object, wantDenied bool) error {
 	t.Helper()
-	var last error
-	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		last = suite.admin.Create(ctx, obj.DeepCopyObject().(client.Object), client.DryRunAll)
-		if !wantDenied && last != nil && !isDenial(last) {
-			return false, last // a real error, not the guard's answer
+	want := webhook.OutcomeAllowed
+	if wantDenied {
+		want = webhook.OutcomeDenied
+	}
+	return eventuallyAs(t, suite.admin, obj, want).err
+}
+
+// eventuallyAs polls until a server-side dry run of obj by c is decided
+// as outcome, and returns that request. A 403 of RBAC (the guard was not
+// asked) is waited out too: new RBAC bindings take a moment to count.
+func eventuallyAs(t *testing.T, c client.Client, obj client.Object, outcome string) request {
+	t.Helper()
+	var last request
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		last = createAs(c, obj, client.DryRunAll)
+		if last.err != nil && !apierrors.IsForbidden(last.err) {
+			return false, last.err // not an answer of the guard's
 		}
-		return isDenial(last) == wantDenied, nil
+		return last.decidedAs(t, outcome), nil
 	})
 	if err != nil {
-		t.Fatalf("waiting for the guard to answer denied=%v for %s/%s: %v (last answer: %v)", wantDenied, obj.GetNamespace(), obj.GetName(), err, last)
+		t.Fatalf("waiting for the guard to decide %q for %s/%s: %v (last answer: %v)", outcome, obj.GetNamespace(), obj.GetName(), err, last.err)
 	}
 	return last
 }

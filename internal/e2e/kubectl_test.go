@@ -3,11 +3,14 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
 // kubectl runs the real kubectl binary built by `make testbin`.
@@ -26,6 +29,17 @@ func kubectl(t *testing.T, args ...string) (stdout, stderr string, code int) {
 		t.Fatalf("running kubectl: %v", err)
 	}
 	return out.String(), errb.String(), code
+}
+
+// kubectlRecord finds the audit record of a kubectl request made after
+// mark: the newest one with kubectl's user agent, the verb and the
+// object. kubectl prints no Audit-Id, so the record is found this way.
+func kubectlRecord(t *testing.T, mark int, verb, ns, name string) auditEvent {
+	t.Helper()
+	return suite.audit.find(t, mark, fmt.Sprintf("kubectl %s %s/%s", verb, ns, name), func(e auditEvent) bool {
+		return strings.HasPrefix(e.UserAgent, "kubectl/") && e.Verb == verb && e.ObjectRef != nil &&
+			e.ObjectRef.Resource == "peerauthentications" && e.ObjectRef.Namespace == ns && e.ObjectRef.Name == name
+	})
 }
 
 // TestKubectl drives the guard through the real kubectl binary: apply and
@@ -52,12 +66,17 @@ func TestKubectl(t *testing.T) {
 		{"dry-run=server", []string{"apply", "--dry-run=server", "-f", manifest}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			mark := suite.audit.mark(t)
 			stdout, stderr, code := kubectl(t, tc.args...)
 			if code != 1 {
 				t.Fatalf("kubectl %v: exit %d, want 1\nstdout: %s\nstderr: %s", tc.args, code, stdout, stderr)
 			}
+			ev := kubectlRecord(t, mark, "create", ns, "default")
+			if ev.ResponseStatus.Code != 403 || ev.guardAnnotations()[webhook.AuditDecision] != webhook.OutcomeDenied {
+				t.Fatalf("kubectl %v: the API server answered %d with the guard's decision %q, want 403 and %q",
+					tc.args, ev.ResponseStatus.Code, ev.guardAnnotations()[webhook.AuditDecision], webhook.OutcomeDenied)
+			}
 			for _, want := range []string{
-				`admission webhook "` + suite.webhookName + `" denied the request`,
 				"Deployment/legacy (1 pod: no-sidecar)",
 				"Warning: namespace " + ns + " has no injection or ambient label",
 			} {
@@ -82,8 +101,19 @@ func TestKubectl(t *testing.T) {
 		t.Fatalf("kubectl label: exit %d: %s", code, stderr)
 	}
 	eventually(t, pa(ns, "default", "STRICT"), false)
+	mark := suite.audit.mark(t)
 	stdout, stderr, code := kubectl(t, "apply", "-f", manifest)
 	if code != 0 || !strings.Contains(stdout, "peerauthentication.security.istio.io/default created") {
 		t.Fatalf("kubectl apply after exemption: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	// The exemption is not silent: the warning and the audit record name
+	// the exempt pod.
+	const exempt = "legacy-5d8f7c9b4-k2"
+	if !strings.Contains(stderr, "Warning: exempt:") || !strings.Contains(stderr, exempt) {
+		t.Errorf("kubectl printed no warning naming the exempt pod:\n%s", stderr)
+	}
+	got := kubectlRecord(t, mark, "create", ns, "default").guardAnnotations()
+	if got[webhook.AuditDecision] != webhook.OutcomeAllowed || got[webhook.AuditExempt] != ns+"/"+exempt {
+		t.Errorf("audit annotations %v, want decision %q and %s %q", got, webhook.OutcomeAllowed, webhook.AuditExempt, ns+"/"+exempt)
 	}
 }

@@ -7,16 +7,20 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"strings"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/mtls-guard/mtls-guard/certs"
 	"github.com/mtls-guard/mtls-guard/internal/server"
@@ -33,12 +37,19 @@ const (
 // suite is the shared control plane and guard.
 var suite struct {
 	env         *testenv.Env
-	admin       client.Client
+	admin       client.Client // records Audit-Ids, see call
+	mapper      meta.RESTMapper
 	adminConfig string // kubeconfig path of a cluster admin
 	webhookName string
-	guardRole   string // the ClusterRole from deploy/
+	deploy      *testenv.Deploy
+	guardRole   string // the guard's ClusterRole from deploy/
 	guard       *guard
-	dir         string
+	audit       *auditLog
+	// clientCAFile signs the client certificate the API server presents
+	// to webhooks; a guard given it as --client-ca-file accepts the API
+	// server and nobody else.
+	clientCAFile string
+	dir          string
 }
 
 func TestMain(m *testing.M) {
@@ -51,14 +62,21 @@ func runMain(m *testing.M) int {
 		fmt.Println("e2e: skipped under -short")
 		return 0
 	}
-	if err := setup(); err != nil {
+	// As deployed: the guard knows its own namespace, which deploy/'s
+	// webhook configuration leaves out by name. Set once, before any
+	// guard starts.
+	if err := os.Setenv("POD_NAMESPACE", guardNamespace); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e setup failed: %v\n", err)
-		teardown()
 		return 1
 	}
-	rc := m.Run()
-	teardown()
-	return rc
+	err := setup()
+	// Whatever setup started is stopped, even when it failed halfway.
+	defer teardown()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e setup failed: %v\n", err)
+		return 1
+	}
+	return m.Run()
 }
 
 func isShort() bool {
@@ -73,38 +91,58 @@ func isShort() bool {
 func setup() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	env, err := testenv.Start()
+	var err error
+	if suite.dir, err = os.MkdirTemp("", "mtls-guard-e2e-"); err != nil {
+		return err
+	}
+	// The API server presents a client certificate to every webhook, so
+	// that a guard with --client-ca-file can be called through it.
+	caPEM, certPEM, keyPEM, err := testenv.IssueClientCert("kube-apiserver")
+	if err != nil {
+		return err
+	}
+	suite.clientCAFile = filepath.Join(suite.dir, "client-ca.crt")
+	if err := os.WriteFile(suite.clientCAFile, caPEM, 0o600); err != nil {
+		return err
+	}
+	env, err := testenv.Start(testenv.WithWebhookClientCert(certPEM, keyPEM))
 	if err != nil {
 		return err
 	}
 	suite.env = env
-	if suite.dir, err = os.MkdirTemp("", "mtls-guard-e2e-"); err != nil {
-		return err
+	suite.audit = &auditLog{path: env.AuditLog}
+	hc, err := rest.HTTPClientFor(env.Config)
+	if err != nil {
+		return fmt.Errorf("admin HTTP client: %w", err)
 	}
-	if suite.admin, err = client.New(env.Config, client.Options{Scheme: server.Scheme()}); err != nil {
+	if suite.mapper, err = apiutil.NewDynamicRESTMapper(env.Config, hc); err != nil {
+		return fmt.Errorf("REST mapper: %w", err)
+	}
+	if suite.admin, err = newClient(env.Config); err != nil {
 		return fmt.Errorf("admin client: %w", err)
 	}
 	if suite.adminConfig, err = env.Kubeconfig(suite.dir, "e2e-admin", "system:masters"); err != nil {
 		return err
 	}
-	d, err := testenv.InstallRBAC(ctx, suite.admin)
-	if err != nil {
+	if suite.deploy, err = testenv.InstallRBAC(ctx, suite.admin); err != nil {
 		return err
 	}
-	suite.guardRole = d.ClusterRole
-	mustNamespace(ctx, rootNamespace, nil)
+	suite.guardRole = suite.deploy.ClusterRole
+	if err := createNamespace(ctx, rootNamespace, nil); err != nil {
+		return err
+	}
 
-	g, err := startGuard(ctx, testenv.GuardUser, nil)
+	g, err := launchGuard(ctx, guardOptions{user: testenv.GuardUser, metrics: true})
 	if err != nil {
 		return err
 	}
 	suite.guard = g
 
 	url := fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path)
-	if err := testenv.RegisterWebhook(ctx, suite.admin, d, url, g.bundle.CACert); err != nil {
+	if err := testenv.RegisterWebhook(ctx, suite.admin, suite.deploy, url, g.bundle.CACert); err != nil {
 		return err
 	}
-	suite.webhookName = d.Webhook.Webhooks[0].Name
+	suite.webhookName = suite.deploy.Webhook.Webhooks[0].Name
 	return nil
 }
 
@@ -122,20 +160,48 @@ func teardown() {
 	}
 }
 
-// guard is one in-process `mtls-guard serve`.
-type guard struct {
-	port, probePort int
-	bundle          *certs.Bundle
-	certDir         string
-	cancel          context.CancelFunc
-	done            chan error
+// newClient is a client for cfg that shares the suite's RESTMapper and
+// records the Audit-Id of each response in the context given by call.
+func newClient(cfg *rest.Config) (client.Client, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return auditIDRecorder{next: rt} })
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP client: %w", err)
+	}
+	return client.New(cfg, client.Options{Scheme: server.Scheme(), Mapper: suite.mapper, HTTPClient: hc})
 }
 
-// startGuard runs server.Main, the code path of `mtls-guard serve`, as the
-// given user, with extra flags, and waits for /readyz unless the user is
-// empty (then the caller wants to watch readiness itself).
-func startGuard(ctx context.Context, user string, extra []string, kubeconfig ...string) (*guard, error) {
-	g := &guard{done: make(chan error, 1)}
+// guard is one in-process `mtls-guard serve`.
+type guard struct {
+	port, probePort, metricsPort int
+	bundle                       *certs.Bundle
+	certDir                      string
+	cancel                       context.CancelFunc
+	done                         chan struct{} // closed when server.Main returns
+	err                          error         // what it returned
+}
+
+// guardOptions say how to start a guard.
+type guardOptions struct {
+	// user is the envtest user the guard authenticates as; ignored when
+	// kubeconfig is set.
+	user       string
+	kubeconfig string
+	extra      []string // more flags; they win over the defaults
+	// metrics serves /metrics on a free loopback port (default flags:
+	// HTTPS with authentication and authorisation).
+	metrics bool
+	// noWait returns before /readyz answers OK: the caller watches
+	// readiness itself.
+	noWait bool
+}
+
+// launchGuard runs server.Main, the code path of `mtls-guard serve`, and
+// waits for /readyz unless o.noWait. It stops what it started when it
+// fails.
+func launchGuard(ctx context.Context, o guardOptions) (*guard, error) {
+	g := &guard{done: make(chan struct{})}
 	var err error
 	if g.port, err = testenv.FreePort(); err != nil {
 		return nil, err
@@ -152,26 +218,36 @@ func startGuard(ctx context.Context, user string, extra []string, kubeconfig ...
 	if err := g.bundle.WriteDir(g.certDir); err != nil {
 		return nil, err
 	}
-	kc := ""
-	if len(kubeconfig) > 0 {
-		kc = kubeconfig[0]
-	} else if kc, err = suite.env.Kubeconfig(suite.dir, user, testenv.GuardGroups...); err != nil {
-		return nil, err
+	kc := o.kubeconfig
+	if kc == "" {
+		if kc, err = suite.env.Kubeconfig(suite.dir, o.user, testenv.GuardGroups...); err != nil {
+			return nil, err
+		}
+	}
+	metricsAddr := "0"
+	if o.metrics {
+		if g.metricsPort, err = testenv.FreePort(); err != nil {
+			return nil, err
+		}
+		metricsAddr = fmt.Sprintf("127.0.0.1:%d", g.metricsPort)
 	}
 	args := append([]string{
 		"--kubeconfig", kc,
 		"--host", "127.0.0.1",
 		"--port", fmt.Sprint(g.port),
 		"--cert-dir", g.certDir,
-		"--metrics-bind-address", "0",
+		"--metrics-bind-address", metricsAddr,
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", g.probePort),
 		"--root-namespace", rootNamespace,
 		"--graceful-shutdown-timeout", "10s",
-	}, extra...)
+	}, o.extra...)
 	runCtx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
-	go func() { g.done <- server.Main(runCtx, args, os.Stderr) }()
-	if len(kubeconfig) > 0 {
+	go func() {
+		defer close(g.done)
+		g.err = server.Main(runCtx, args, os.Stderr)
+	}()
+	if o.noWait {
 		return g, nil
 	}
 	if err := g.waitReady(ctx); err != nil {
@@ -181,9 +257,32 @@ func startGuard(ctx context.Context, user string, extra []string, kubeconfig ...
 	return g, nil
 }
 
+// startGuard is launchGuard for a test: it fails the test and stops the
+// guard when the test ends.
+func startGuard(t *testing.T, o guardOptions) *guard {
+	t.Helper()
+	g, err := launchGuard(context.Background(), o)
+	if err != nil {
+		t.Fatalf("starting a guard: %v", err)
+	}
+	t.Cleanup(g.stop)
+	return g
+}
+
+// stop ends the guard, if it still runs, and waits for it.
 func (g *guard) stop() {
 	g.cancel()
 	<-g.done
+}
+
+// exited reports whether server.Main returned.
+func (g *guard) exited() bool {
+	select {
+	case <-g.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // ready asks /readyz.
@@ -191,10 +290,8 @@ func (g *guard) ready(ctx context.Context) (bool, error) { return testenv.Ready(
 
 func (g *guard) waitReady(ctx context.Context) error {
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		select {
-		case err := <-g.done:
-			return false, fmt.Errorf("guard exited before it was ready: %v", err)
-		default:
+		if g.exited() {
+			return false, fmt.Errorf("guard exited before it was ready: %v", g.err)
 		}
 		return g.ready(ctx)
 	})
@@ -204,13 +301,16 @@ func (g *guard) waitReady(ctx context.Context) error {
 	return nil
 }
 
-// httpsClient trusts the guard's CA.
-func (g *guard) httpsClient() *http.Client {
+// rootCAs trusts the guard's serving CA.
+func (g *guard) rootCAs() *x509.CertPool {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(g.bundle.CACert)
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	return pool
 }
 
-func isDenial(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "denied the request")
+// httpsClient trusts the guard's CA.
+func (g *guard) httpsClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: g.rootCAs(), MinVersion: tls.VersionTLS12}}}
 }
+
+var errNoAuditID = errors.New("the API server's answer carried no Audit-Id")

@@ -2,136 +2,186 @@ package e2e
 
 import (
 	"context"
-	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/mtls-guard/mtls-guard/internal/policy"
-	"github.com/mtls-guard/mtls-guard/internal/server"
-	"github.com/mtls-guard/mtls-guard/internal/testenv"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
-// TestOverrideGroups runs a second guard with --override-groups behind its
-// own webhook configuration, limited to one namespace, and applies an
-// overridden STRICT policy as two envtest users whose groups the API server
-// puts in the AdmissionRequest's userInfo: the member's override counts,
-// the other's is ignored and the denial says why. (The shared guard, with
-// no --override-groups, honours both overrides, so the second guard's
-// answer decides.)
-func TestOverrideGroups(t *testing.T) {
-	ctx := context.Background()
-	const label = "mtls-guard-e2e/override-groups"
-	ns := namespace(t, "override-groups", map[string]string{"istio-injection": "enabled", label: "true"})
-	create(t, pod(ns, "legacy", nil, unmeshed))
+// The users of the override tests. All may edit PeerAuthentications in
+// the test's namespace; only the override grant differs.
+const (
+	granted   = "e2e-alice" // RoleBinding of deploy/'s ClusterRole mtls-guard-override
+	ungranted = "e2e-bob"   // no grant
+	elsewhere = "e2e-carol" // the override verb, for another policy's name only
+)
 
-	// Both users may edit PeerAuthentications in the namespace; only the
-	// groups differ.
+// TestOverrideNeedsRBAC: the override annotation counts only for a user
+// whom the API server's RBAC allows the verb override on
+// peerauthentications.mtls-guard.io for that policy. The guard asks with
+// a SubjectAccessReview as its own ServiceAccount, with deploy/'s RBAC.
+func TestOverrideNeedsRBAC(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "override-rbac", injected)
+	create(t, pod(ns, "legacy", nil, unmeshed))
+	grantOverrides(t, ns)
+
+	const reason = "CHG-7: legacy callers are being migrated"
+	strict := pa(ns, "default", "STRICT")
+	strict.Annotations = map[string]string{policy.OverrideAnnotation: reason}
+
+	for _, tc := range []struct{ name, user string }{
+		{"a user without the grant is denied", ungranted},
+		{"a grant for another policy does not count", elsewhere},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := userClient(t, tc.user)
+			eventuallyAs(t, c, strict, webhook.OutcomeDenied)
+			got := createAs(c, strict).mustDecide(t, webhook.OutcomeDenied)
+			ignored := got[webhook.AuditOverrideIgnored]
+			if !strings.Contains(ignored, `"`+tc.user+`"`) || !strings.Contains(ignored, "mtls-guard-override") {
+				t.Errorf("%s = %q, want why the override of %s did not count", webhook.AuditOverrideIgnored, ignored, tc.user)
+			}
+			if got[webhook.AuditOverrideReason] != "" || got[webhook.AuditUnmeshed] != ns+"/Pod/legacy" {
+				t.Errorf("audit annotations %v, want no override reason and %s/Pod/legacy listed", got, ns)
+			}
+		})
+	}
+
+	t.Run("a user with the grant overrides", func(t *testing.T) {
+		c := userClient(t, granted)
+		eventuallyAs(t, c, strict, webhook.OutcomeOverridden)
+		got := createAs(c, strict).mustDecide(t, webhook.OutcomeOverridden)
+		if got[webhook.AuditOverrideReason] != reason || got[webhook.AuditUnmeshed] != ns+"/Pod/legacy" || got[webhook.AuditOverrideIgnored] != "" {
+			t.Errorf("audit annotations %v, want the reason %q and %s/Pod/legacy", got, reason, ns)
+		}
+		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			var list eventsv1.EventList
+			if err := suite.admin.List(ctx, &list, client.InNamespace("default")); err != nil {
+				return false, err
+			}
+			for _, ev := range list.Items {
+				if ev.Regarding.Name == ns && ev.Reason == webhook.ReasonOverridden && strings.Contains(ev.Note, reason) {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			t.Fatalf("no %s Event on namespace %s: %v", webhook.ReasonOverridden, ns, err)
+		}
+	})
+}
+
+// TestReplaceForceAfterOverride is the lagging-cache walk-around through
+// the real API server: a STRICT policy that a granted user overrode is
+// replaced with `kubectl replace --force` (a DELETE, then a CREATE within
+// the informer's lag) by a user without the grant. The CREATE is decided
+// with no same-named policy before it, so it is denied.
+func TestReplaceForceAfterOverride(t *testing.T) {
+	ns := namespace(t, "replace-force", injected)
+	create(t, pod(ns, "legacy", nil, unmeshed))
+	grantOverrides(t, ns)
+	strict := pa(ns, "default", "STRICT")
+	strict.Annotations = map[string]string{policy.OverrideAnnotation: "CHG-8"}
+	alice := userClient(t, granted)
+	eventuallyAs(t, alice, strict, webhook.OutcomeOverridden)
+	createAs(alice, strict).mustDecide(t, webhook.OutcomeOverridden)
+	eventuallyAs(t, userClient(t, ungranted), strict, webhook.OutcomeDenied)
+
+	manifest := filepath.Join(t.TempDir(), "strict.yaml")
+	yaml := "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: " + ns +
+		"\n  annotations:\n    " + policy.OverrideAnnotation + ": CHG-8\nspec:\n  mtls:\n    mode: STRICT\n"
+	if err := os.WriteFile(manifest, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mark := suite.audit.mark(t)
+	stdout, stderr, code := kubectl(t, "--as", ungranted, "replace", "--force", "-f", manifest)
+	if code == 0 {
+		t.Errorf("kubectl replace --force as %s succeeded:\n%s%s", ungranted, stdout, stderr)
+	}
+	del := kubectlRecord(t, mark, "delete", ns, "default")
+	if del.ResponseStatus.Code != 200 || del.guardAnnotations()[webhook.AuditDecision] != webhook.OutcomeAllowed {
+		t.Fatalf("the DELETE of replace --force: %d, decision %q; want it admitted", del.ResponseStatus.Code, del.guardAnnotations()[webhook.AuditDecision])
+	}
+	cr := kubectlRecord(t, mark, "create", ns, "default")
+	if got := cr.guardAnnotations(); cr.ResponseStatus.Code != 403 || got[webhook.AuditDecision] != webhook.OutcomeDenied || got[webhook.AuditOverrideIgnored] == "" {
+		t.Fatalf("the CREATE of replace --force: %d, annotations %v; want 403, denied, the override ignored", cr.ResponseStatus.Code, got)
+	}
+}
+
+// grantOverrides lets every override test user edit PeerAuthentications in
+// ns, binds deploy/'s mtls-guard-override to the granted user there, and
+// grants the override verb for another policy's name to elsewhere.
+func grantOverrides(t *testing.T, ns string) {
+	t.Helper()
+	user := func(name string) rbacv1.Subject {
+		return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: name}
+	}
 	create(t, &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pa-editor"},
 		Rules: []rbacv1.PolicyRule{{
 			APIGroups: []string{policy.GroupName}, Resources: []string{"peerauthentications"},
-			Verbs: []string{"get", "list", "create", "update", "delete"},
+			Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"},
 		}},
 	})
 	create(t, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pa-editors"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pa-editor"},
-		Subjects: []rbacv1.Subject{
-			{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "mesh-admins"},
-			{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "app-devs"},
-		},
+		Subjects:   []rbacv1.Subject{user(granted), user(ungranted), user(elsewhere)},
 	})
-	alice := userClient(t, "e2e-alice", "mesh-admins")
-	bob := userClient(t, "e2e-bob", "app-devs")
-
-	g, err := startGuard(ctx, testenv.GuardUser, []string{"--override-groups", "platform-sre, mesh-admins"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.stop)
-	registerScopedWebhook(t, g, "override-groups.e2e.mtls-guard.io", label)
-
-	strict := pa(ns, "default", "STRICT")
-	strict.Annotations = map[string]string{policy.OverrideAnnotation: "CHG-7: legacy callers are being migrated"}
-	const note = `The mtls-guard.io/override-reason annotation is ignored: user "e2e-bob" is not in an override group (platform-sre, mesh-admins).`
-
-	// Until the second guard is registered and has seen the pod, bob's
-	// dry run passes on the shared guard's override.
-	var last error
-	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		last = bob.Create(ctx, strict.DeepCopy(), client.DryRunAll)
-		return isDenial(last), nil
+	create(t, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "override"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: overrideRole(t)},
+		Subjects:   []rbacv1.Subject{user(granted)},
 	})
-	if err != nil {
-		t.Fatalf("bob's overridden STRICT was never denied: %v (last answer: %v)", err, last)
-	}
-	for _, want := range []string{`"override-groups.e2e.mtls-guard.io" denied the request`, "Pod/legacy (1 pod: no-sidecar)", note} {
-		if !strings.Contains(last.Error(), want) {
-			t.Errorf("bob's denial lacks %q:\n%v", want, last)
-		}
-	}
-	if err := bob.Create(ctx, strict.DeepCopy()); !isDenial(err) || !strings.Contains(err.Error(), note) {
-		t.Fatalf("bob's real create: want the denial with the note, got %v", err)
-	}
-	if err := alice.Create(ctx, strict.DeepCopy()); err != nil {
-		t.Fatalf("alice is in mesh-admins; her override must count: %v", err)
-	}
+	create(t, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "override-other"},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{webhook.OverrideGroup}, Resources: []string{webhook.OverrideResource},
+			Verbs: []string{webhook.OverrideVerb}, ResourceNames: []string{"other"},
+		}},
+	})
+	create(t, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "override-other"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "override-other"},
+		Subjects:   []rbacv1.Subject{user(elsewhere)},
+	})
 }
 
-// userClient is a client for a new envtest user in the given groups.
-func userClient(t *testing.T, name string, groups ...string) client.Client {
+// overrideRole is deploy/'s ClusterRole that grants overrides.
+func overrideRole(t *testing.T) string {
 	t.Helper()
-	u, err := suite.env.AddUser(envtest.User{Name: name, Groups: groups}, suite.env.Config)
-	if err != nil {
-		t.Fatalf("adding envtest user %s: %v", name, err)
+	const name = "mtls-guard-override"
+	for _, o := range suite.deploy.RBAC {
+		if r, ok := o.(*rbacv1.ClusterRole); ok && r.Name == name {
+			return name
+		}
 	}
-	c, err := client.New(u.Config(), client.Options{Scheme: server.Scheme()})
+	t.Fatalf("deploy/ ships no ClusterRole %s", name)
+	return ""
+}
+
+// userClient is a client that impersonates user (with the groups given),
+// through the admin's credentials.
+func userClient(t *testing.T, user string, groups ...string) client.Client {
+	t.Helper()
+	cfg := rest.CopyConfig(suite.env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+	c, err := newClient(cfg)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("client for %s: %v", user, err)
 	}
 	return c
-}
-
-// registerScopedWebhook registers a copy of deploy/'s webhook configuration
-// that calls g for the namespaces labelled label=true only, and removes it
-// when the test ends.
-func registerScopedWebhook(t *testing.T, g *guard, name, label string) {
-	t.Helper()
-	ctx := context.Background()
-	var list admissionregistrationv1.ValidatingWebhookConfigurationList
-	if err := suite.admin.List(ctx, &list); err != nil {
-		t.Fatal(err)
-	}
-	var vwc *admissionregistrationv1.ValidatingWebhookConfiguration
-	for i := range list.Items {
-		for _, w := range list.Items[i].Webhooks {
-			if w.Name == suite.webhookName {
-				vwc = list.Items[i].DeepCopy()
-			}
-		}
-	}
-	if vwc == nil || len(vwc.Webhooks) != 1 {
-		t.Fatalf("no webhook configuration holds %s", suite.webhookName)
-	}
-	url := fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path)
-	vwc.ObjectMeta = metav1.ObjectMeta{Name: name}
-	w := &vwc.Webhooks[0]
-	w.Name = name
-	w.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: g.bundle.CACert}
-	w.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{label: "true"}}
-	create(t, vwc)
-	t.Cleanup(func() {
-		if err := suite.admin.Delete(context.Background(), vwc); err != nil {
-			t.Errorf("removing webhook configuration %s: %v", name, err)
-		}
-	})
 }

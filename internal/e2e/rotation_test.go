@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-guard/mtls-guard/certs"
+	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
 // servedSerial is the serial number of the certificate the guard serves.
@@ -72,14 +73,14 @@ func TestCertRotation(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				err := suite.admin.Create(ctx, strict.DeepCopy(), client.DryRunAll)
+				r := createAs(suite.admin, strict, client.DryRunAll)
 				if ctx.Err() != nil {
 					return
 				}
 				requests.Add(1)
-				if !isDenial(err) {
+				if ok, err := r.is(webhook.OutcomeDenied); !ok {
 					failures.Add(1)
-					firstFailure.CompareAndSwap(nil, fmt.Sprint(err))
+					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%v (audit: %v)", r.err, err))
 				}
 			}
 		}()

@@ -45,9 +45,7 @@ func TestSeedScenario(t *testing.T) {
 		t.Errorf("status details causes = %+v, want one cause for Pod/mtls-test", st.Details)
 	}
 	// A real (not dry-run) apply is denied the same way.
-	if err := suite.admin.Create(context.Background(), strict.DeepCopy()); !isDenial(err) {
-		t.Fatalf("real create: want denial, got %v", err)
-	}
+	createAs(suite.admin, strict).mustDecide(t, webhook.OutcomeDenied)
 
 	deletePod(t, ns, "mtls-test")
 	eventually(t, strict, false)
@@ -71,9 +69,10 @@ func TestUpdateNoopAndDelete(t *testing.T) {
 			t.Fatal(err)
 		}
 		cur.Spec.Mtls.Mode = pa(ns, "", "STRICT").Spec.Mtls.Mode
-		err := suite.admin.Update(ctx, cur)
-		if !isDenial(err) || !strings.Contains(err.Error(), "UPDATE") || !strings.Contains(err.Error(), "Deployment/legacy (1 pod: no-sidecar)") {
-			t.Fatalf("want UPDATE denial naming Deployment/legacy, got %v", err)
+		r := call(func(ctx context.Context) error { return suite.admin.Update(ctx, cur) })
+		r.mustDecide(t, webhook.OutcomeDenied)
+		if !strings.Contains(r.err.Error(), "UPDATE") || !strings.Contains(r.err.Error(), "Deployment/legacy (1 pod: no-sidecar)") {
+			t.Fatalf("want the UPDATE denial to name Deployment/legacy, got %v", r.err)
 		}
 	})
 	t.Run("no-op re-apply is allowed", func(t *testing.T) {
@@ -99,14 +98,16 @@ func TestUpdateNoopAndDelete(t *testing.T) {
 		// Wait until the guard's cache holds both pods: a dry-run delete
 		// is denied only then.
 		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			return isDenial(suite.admin.Delete(ctx, carve.DeepCopy(), client.DryRunAll)), nil
+			r := call(func(ctx context.Context) error { return suite.admin.Delete(ctx, carve.DeepCopy(), client.DryRunAll) })
+			return r.decidedAs(t, webhook.OutcomeDenied), nil
 		})
 		if err != nil {
 			t.Fatalf("dry-run DELETE never denied: %v", err)
 		}
-		err = suite.admin.Delete(ctx, carve.DeepCopy())
-		if !isDenial(err) || !strings.Contains(err.Error(), "DELETE") || !strings.Contains(err.Error(), "Deployment/legacy") {
-			t.Fatalf("want DELETE denial naming Deployment/legacy, got %v", err)
+		r := call(func(ctx context.Context) error { return suite.admin.Delete(ctx, carve.DeepCopy()) })
+		r.mustDecide(t, webhook.OutcomeDenied)
+		if !strings.Contains(r.err.Error(), "DELETE") || !strings.Contains(r.err.Error(), "Deployment/legacy") {
+			t.Fatalf("want the DELETE denial to name Deployment/legacy, got %v", r.err)
 		}
 		// Deleting the namespace STRICT loosens, and is allowed.
 		if err := suite.admin.Delete(ctx, pa(ns2, "default", "")); err != nil {
@@ -136,9 +137,7 @@ func TestEvents(t *testing.T) {
 	create(t, pod(ns, "bare", nil, unmeshed))
 	strict := pa(ns, "default", "STRICT")
 	eventually(t, strict, true) // dry runs: no Event
-	if err := suite.admin.Create(ctx, strict.DeepCopy()); !isDenial(err) {
-		t.Fatalf("want denial, got %v", err)
-	}
+	createAs(suite.admin, strict).mustDecide(t, webhook.OutcomeDenied)
 	var evs []eventsv1.Event
 	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		// Events about a cluster-scoped Namespace live in "default".

@@ -53,7 +53,14 @@ func runMain(m *testing.M) int {
 			return 0
 		}
 	}
+	// As deployed: the guard knows its own namespace. Set once, before
+	// any guard starts.
+	if err := os.Setenv("POD_NAMESPACE", "mtls-guard"); err != nil {
+		fmt.Fprintf(os.Stderr, "faults setup failed: %v\n", err)
+		return 1
+	}
 	err := setup()
+	// Whatever setup started is stopped, even when it failed halfway.
 	defer teardown()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "faults setup failed: %v\n", err)
@@ -238,7 +245,8 @@ func readAnswer(t *testing.T, r io.Reader) *admissionv1.AdmissionResponse {
 }
 
 // strictReview is a STRICT namespace-wide CREATE in ns.
-func strictReview(uid, ns string) []byte {
+func strictReview(t *testing.T, uid, ns string) []byte {
+	t.Helper()
 	obj := fmt.Sprintf(`{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"default","namespace":%q},"spec":{"mtls":{"mode":"STRICT"}}}`, ns)
 	r := map[string]any{
 		"apiVersion": "admission.k8s.io/v1",
@@ -255,7 +263,7 @@ func strictReview(uid, ns string) []byte {
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
-		panic(err)
+		t.Fatalf("encoding a review: %v", err)
 	}
 	return b
 }
