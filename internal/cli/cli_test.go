@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/mtls-guard/mtls-guard/internal/input"
+	"github.com/mtls-guard/mtls-guard/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -415,5 +417,42 @@ func TestReportJSONContract(t *testing.T) {
 	r = run(Report, []string{"--from-file", "-", "-o", "json"}, strings.NewReader(""))
 	if r.code != 0 || r.stdout != "{\n  \"namespaces\": []\n}\n" {
 		t.Errorf("empty cluster: exit %d, output %q", r.code, r.stdout)
+	}
+}
+
+// TestSchemaFromFile gives check Istio's CRD (from the istio.io/api
+// module, as kubectl get crd would print it) among the cluster files:
+// the typo is then INVALID in the API server's words, and the other
+// decisions are those of the golden file.
+func TestSchemaFromFile(t *testing.T) {
+	crds, err := testenv.IstioCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(Check, []string{"-f", "testdata/sequence/policies.yaml", "--from-file", seedCluster, "--from-file", crds, "-o", "json"}, nil)
+	golden := run(Check, []string{"-f", "testdata/sequence/policies.yaml", "--from-file", seedCluster, "-o", "json"}, nil)
+	var got, want checkOutput
+	for _, o := range []struct {
+		r   result
+		out *checkOutput
+	}{{r, &got}, {golden, &want}} {
+		if o.r.code != 1 || o.r.stderr != "" {
+			t.Fatalf("exit %d, stderr %q", o.r.code, o.r.stderr)
+		}
+		if err := json.Unmarshal([]byte(o.r.stdout), o.out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got.Results) != 4 || len(want.Results) != 4 {
+		t.Fatalf("%d and %d results, want 4", len(got.Results), len(want.Results))
+	}
+	const apiServer = `PeerAuthentication istio-demo/typo is invalid: spec.mtls.mode: Unsupported value: "STRICTT": supported values: "UNSET", "DISABLE", "PERMISSIVE", "STRICT"; ` +
+		`<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation`
+	if typo := got.Results[3]; typo.Allowed || typo.Message != apiServer {
+		t.Errorf("typo: allowed %v, message %q; want denied with %q", typo.Allowed, typo.Message, apiServer)
+	}
+	got.Results[3].Message = want.Results[3].Message
+	if gotJSON, wantJSON := fmt.Sprint(got), fmt.Sprint(want); gotJSON != wantJSON {
+		t.Errorf("with the CRD:\n%s\nwithout:\n%s", gotJSON, wantJSON)
 	}
 }

@@ -90,12 +90,8 @@ func decodePolicy(o Object, namespace string, s *Schema) (*policy.Policy, error)
 		return nil, fmt.Errorf("invalid metadata.namespace %q: %s", o.GetNamespace(), strings.Join(errs, "; "))
 	}
 	if s != nil {
-		if errs := s.Validate(context.Background(), o.Unstructured, nil); len(errs) > 0 {
-			p := &policy.Policy{Namespace: o.GetNamespace(), Name: o.GetName()}
-			for _, e := range errs {
-				p.Problems = append(p.Problems, e.Error())
-			}
-			return p, nil
+		if problems := s.Validate(context.Background(), o.Unstructured, nil); len(problems) > 0 {
+			return &policy.Policy{Namespace: o.GetNamespace(), Name: o.GetName(), Problems: problems}, nil
 		}
 	}
 	js, err := o.MarshalJSON()

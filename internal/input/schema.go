@@ -3,6 +3,7 @@ package input
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -71,45 +72,55 @@ func NewSchema(crd *apiextensionsv1.CustomResourceDefinition) (*Schema, error) {
 	return s, nil
 }
 
-// Validate returns what the API server would refuse in obj, in its words;
-// old is the object before an UPDATE, for CEL transition rules, or nil.
-// obj must carry its namespace. A version the CRD does not serve is an
-// error too.
-func (s *Schema) Validate(ctx context.Context, obj, old *unstructured.Unstructured) field.ErrorList {
+// Validate returns what the API server would refuse in obj, in its
+// words; old is the object before an UPDATE, for CEL transition rules, or
+// nil. obj must carry its namespace.
+func (s *Schema) Validate(ctx context.Context, obj, old *unstructured.Unstructured) []string {
 	gvk := obj.GroupVersionKind()
 	v := s.versions[gvk.Version]
 	if v == nil {
-		return field.ErrorList{field.NotSupported(field.NewPath("apiVersion"), obj.GetAPIVersion(), s.served())}
+		return []string{field.NotSupported(field.NewPath("apiVersion"), obj.GetAPIVersion(), s.served()).Error()}
 	}
-	// Pruning works on a copy: unknown fields are errors, not dropped.
+	// Unknown fields fail decoding before any validation, as kubectl asks
+	// for strict field validation. Pruning works on a copy.
 	u := obj.DeepCopy()
-	var errs field.ErrorList
-	for _, path := range pruning.PruneWithOptions(u.Object, v.structural, true, structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true}) {
-		errs = append(errs, field.Invalid(field.NewPath(path), nil, "field not declared in schema"))
+	if unknown := pruning.PruneWithOptions(u.Object, v.structural, true, structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true}); len(unknown) > 0 {
+		for i, path := range unknown {
+			unknown[i] = fmt.Sprintf("unknown field %q", path)
+		}
+		return []string{fmt.Sprintf("%s in version %q cannot be handled as a %s: strict decoding error: %s",
+			gvk.Kind, gvk.Version, gvk.Kind, strings.Join(unknown, ", "))}
 	}
+	var errs field.ErrorList
 	errs = append(errs, apivalidation.ValidateObjectMetaAccessor(u, true, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata"))...)
 	errs = append(errs, validation.ValidateCustomResource(nil, u.Object, v.openAPI)...)
 	errs = append(errs, schemaobjectmeta.Validate(ctx, nil, u.Object, v.structural, false)...)
-	if v.cel == nil {
-		return errs
+	if v.cel != nil {
+		errs = append(errs, s.validateCEL(ctx, v, errs, u, old)...)
 	}
-	// As the API server's strategy does: some errors leave the CEL rules
-	// unchecked, and say so.
+	msgs := make([]string, 0, len(errs))
+	for _, e := range errs {
+		msgs = append(msgs, e.Error())
+	}
+	return msgs
+}
+
+// validateCEL runs the x-kubernetes-validations rules, unless errs already
+// hold an error that leaves them unchecked, as the API server's strategy
+// does; then it says so.
+func (s *Schema) validateCEL(ctx context.Context, v *versionSchema, errs field.ErrorList, u, old *unstructured.Unstructured) field.ErrorList {
 	for _, e := range errs {
 		switch e.Type {
 		case field.ErrorTypeNotSupported, field.ErrorTypeRequired, field.ErrorTypeTooLong, field.ErrorTypeTooMany, field.ErrorTypeTypeInvalid:
-			return append(errs, field.Invalid(nil, nil, "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"))
+			return field.ErrorList{field.Invalid(nil, nil, "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation")}
 		}
 	}
-	{
-		var oldObj any
-		if old != nil {
-			oldObj = old.Object
-		}
-		celErrs, _ := v.cel.Validate(ctx, nil, v.structural, u.Object, oldObj, celconfig.RuntimeCELCostBudget)
-		errs = append(errs, celErrs...)
+	var oldObj any
+	if old != nil {
+		oldObj = old.Object
 	}
-	return errs
+	celErrs, _ := v.cel.Validate(ctx, nil, v.structural, u.Object, oldObj, celconfig.RuntimeCELCostBudget)
+	return celErrs
 }
 
 func (s *Schema) served() []string {
