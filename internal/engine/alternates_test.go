@@ -2,6 +2,7 @@ package engine
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -44,7 +45,7 @@ func TestDecideAlternates(t *testing.T) {
 		t.Fatal("no alternate Cluster registered: index_test.go registers internal/index")
 	}
 	for _, alt := range Alternates {
-		for _, tc := range decideCases {
+		for _, tc := range slices.Concat(decideCases, plaintextCases) {
 			for _, version := range apiVersions {
 				for _, c := range compilers {
 					t.Run(alt.Name+"/"+tc.name+"/"+version+"/"+c.name, func(t *testing.T) {

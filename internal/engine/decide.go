@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
+	"github.com/mtls-guard/mtls-guard/internal/evidence"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
@@ -66,6 +69,16 @@ type Decision struct {
 	Warnings []string
 	// Touched lists the namespaces where some counted pod gains strictness.
 	Touched []string
+	// Plaintext lists the workloads that the change makes stricter
+	// although Istio's telemetry shows plaintext traffic to them within
+	// Window (section 3a); never nil.
+	Plaintext []PlaintextWorkload
+	// Window is the evidence's window, for messages.
+	Window time.Duration
+	// EvidenceUnavailable says why the plaintext evidence could not judge
+	// a change that it would have judged; empty when it could, or when no
+	// telemetry source is configured.
+	EvidenceUnavailable string
 	// Exempt names ("namespace/pod") the unmeshed pods of the touched
 	// namespaces that the exempt label keeps out of the decision; sorted,
 	// never nil.
@@ -104,6 +117,7 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 		Unmeshed:  []Workload{},
 		Warnings:  []string{},
 		Exempt:    []string{},
+		Plaintext: []PlaintextWorkload{},
 	}
 	if ch.Operation != Delete && !p.Valid() {
 		d.Invalid = true
@@ -160,6 +174,17 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 		}
 	}
 
+	// The evidence is read once per decision; a stale snapshot is not
+	// read at all: --plaintext-unavailable decides instead.
+	var plaintext *evidence.Snapshot
+	var unavailable error
+	if o.Plaintext != nil {
+		plaintext, unavailable = o.Plaintext()
+		if unavailable == nil && plaintext == nil {
+			unavailable = errors.New("no evidence")
+		}
+	}
+
 	var blocking, drift []UnmeshedPod
 	var grouped [][]Workload // of touched namespaces whose facts group them
 	matched := 0
@@ -188,6 +213,9 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 			for _, up := range f.Exempt {
 				d.Exempt = append(d.Exempt, up.Namespace+"/"+up.Name)
 			}
+			if o.Plaintext != nil && unavailable == nil {
+				d.Plaintext = append(d.Plaintext, plaintextIn(f, &lb, &la, plaintext.ForNamespace(ns))...)
+			}
 			if f.Workloads == nil {
 				blocking = append(blocking, f.Unmeshed...)
 			} else {
@@ -211,7 +239,19 @@ func Decide(c Cluster, ch Change, o Options) (*Decision, error) {
 		d.Warnings = append(d.Warnings, fmt.Sprintf("exempt: %d unmeshed %s labelled %s not judged: %s",
 			len(d.Exempt), plural(len(d.Exempt), "pod", "pods"), ExemptHint, listNames(d.Exempt, 3)))
 	}
-	d.Allowed = len(d.Unmeshed) == 0
+	sortPlaintext(d.Plaintext)
+	if o.Plaintext != nil {
+		if plaintext != nil {
+			d.Window = plaintext.Window
+		}
+		if unavailable != nil && len(d.Touched) > 0 {
+			d.EvidenceUnavailable = unavailable.Error()
+			if !o.DenyWithoutEvidence {
+				d.Warnings = append(d.Warnings, d.EvidenceUnavailable+"; callers that no pod list shows were not checked")
+			}
+		}
+	}
+	d.Allowed = len(d.Unmeshed) == 0 && len(d.Plaintext) == 0 && (d.EvidenceUnavailable == "" || !o.DenyWithoutEvidence)
 	if !d.Allowed && p.OverrideReason != "" && o.AllowOverride {
 		d.Allowed, d.Overridden, d.OverrideReason = true, true, p.OverrideReason
 		d.Warnings = append(d.Warnings, overrideWarning(d))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -110,8 +111,11 @@ type decideCase struct {
 	scope      Scope
 	touched    []string
 	unmeshed   []string // "namespace/Kind/name (N pods: reasons)"
-	warnings   []string // one substring per warning, in order
-	message    []string // substrings of the message
+	plaintext  []string // "namespace/Kind/name"
+	// evidenceUnavailable: the decision says the evidence was missing.
+	evidenceUnavailable bool
+	warnings            []string // one substring per warning, in order
+	message             []string // substrings of the message
 }
 
 // exemptWarning names the fixture's exempt unmeshed pod wherever a change
@@ -926,7 +930,7 @@ var compilers = []struct {
 var apiVersions = []string{"v1", "v1beta1"}
 
 func TestDecide(t *testing.T) {
-	for _, tc := range decideCases {
+	for _, tc := range slices.Concat(decideCases, plaintextCases) {
 		for _, version := range apiVersions {
 			for _, c := range compilers {
 				t.Run(tc.name+"/"+version+"/"+c.name, func(t *testing.T) {
@@ -972,7 +976,17 @@ func checkDecision(t *testing.T, d *Decision, tc *decideCase) {
 	if got := renderWorkloads(d.Unmeshed); !equalStrings(got, tc.unmeshed) {
 		t.Errorf("Unmeshed\n got %q\nwant %q", got, tc.unmeshed)
 	}
-	if d.Unmeshed == nil || d.Warnings == nil {
+	var plain []string
+	for _, w := range d.Plaintext {
+		plain = append(plain, w.Namespace+"/"+w.Kind+"/"+w.Name)
+	}
+	if !equalStrings(plain, tc.plaintext) {
+		t.Errorf("Plaintext %q, want %q", plain, tc.plaintext)
+	}
+	if (d.EvidenceUnavailable != "") != tc.evidenceUnavailable {
+		t.Errorf("EvidenceUnavailable %q, want it set: %v", d.EvidenceUnavailable, tc.evidenceUnavailable)
+	}
+	if d.Unmeshed == nil || d.Warnings == nil || d.Plaintext == nil {
 		t.Errorf("Unmeshed (%v) and Warnings (%v) must never be nil", d.Unmeshed == nil, d.Warnings == nil)
 	}
 	if len(d.Warnings) != len(tc.warnings) {
@@ -1000,8 +1014,9 @@ func checkDecision(t *testing.T, d *Decision, tc *decideCase) {
 			}
 		}
 	}
-	if d.Allowed == (len(d.Unmeshed) > 0) && !d.Overridden {
-		t.Errorf("Allowed=%v with %d unmeshed workloads", d.Allowed, len(d.Unmeshed))
+	blocked := len(d.Unmeshed) > 0 || len(d.Plaintext) > 0 || (d.EvidenceUnavailable != "" && !strings.Contains(strings.Join(d.Warnings, "\n"), d.EvidenceUnavailable))
+	if d.Allowed == blocked && !d.Overridden {
+		t.Errorf("Allowed=%v with %d unmeshed and %d plaintext workloads, evidence unavailable %q", d.Allowed, len(d.Unmeshed), len(d.Plaintext), d.EvidenceUnavailable)
 	}
 }
 

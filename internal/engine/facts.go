@@ -43,6 +43,11 @@ type PodFacts struct {
 	// sidecar mode but for their mtls-guard.io/exempt label: a decision
 	// names them wherever their exemption changes it.
 	Exempt []UnmeshedPod
+	// IstioWorkload returns the kind and the label sets (with their pod
+	// counts) of the counted pods whose Istio workload name
+	// (mesh.WorkloadName) is name; nil sets when there are none. It is
+	// how plaintext evidence, which names workloads, reaches pods.
+	IstioWorkload func(name string) (kind string, sets iter.Seq2[map[string]string, int])
 	// Workloads, when set, returns Group of Unmeshed, so that a Cluster
 	// may keep that grouping between decisions; the engine copies what it
 	// keeps of it. When nil, the engine groups Unmeshed itself.
@@ -59,6 +64,25 @@ func FactsOf(pods []*corev1.Pod, mode mesh.SidecarMode) PodFacts {
 			}
 		}
 	}}
+	f.IstioWorkload = func(name string) (string, iter.Seq2[map[string]string, int]) {
+		var kind string
+		var of []*corev1.Pod
+		for _, pod := range pods {
+			if k, n := mesh.WorkloadNameOf(pod); mesh.Counted(pod) && n == name {
+				kind, of = k, append(of, pod)
+			}
+		}
+		if len(of) == 0 {
+			return "", nil
+		}
+		return kind, func(yield func(map[string]string, int) bool) {
+			for _, pod := range of {
+				if !yield(pod.Labels, 1) {
+					return
+				}
+			}
+		}
+	}
 	for _, pod := range pods {
 		if mesh.Exempt(pod) {
 			if meshed, reason := mesh.Classify(pod, mode); !meshed {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	apisecurity "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/evidence"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/podrecord"
@@ -100,6 +102,10 @@ type world struct {
 	jobs     []*batchv1.Job
 	policies []*policy.Policy
 	change   engine.Change
+	// flows are the destinations (namespace, workload) of plaintext
+	// evidence; unavailable says the telemetry source cannot be read.
+	flows       [][2]string
+	unavailable bool
 }
 
 func generate(data []byte) *world {
@@ -148,7 +154,44 @@ func generate(data []byte) *world {
 		p = &cp
 	}
 	w.change = engine.Change{Operation: op, Policy: p}
+	if op == engine.Update && b.intn(3) == 0 {
+		// The request's oldObject, which a lagging view may not hold.
+		old := genPolicy(b)
+		old.Namespace, old.Name = p.Namespace, p.Name
+		w.change.Old = old
+	}
+	w.genEvidence(b)
 	return w
+}
+
+// genWorkloads are the Istio workload names the generated pods carry.
+var genWorkloads = []string{"web", "api", "nightly", "db", "pod0", "pod1"}
+
+// genEvidence gives most worlds a telemetry source: plaintext flows to a
+// few workloads, or evidence that is unavailable.
+func (w *world) genEvidence(b *bytesource) {
+	switch b.intn(4) {
+	case 0:
+		return // no telemetry source
+	case 1:
+		w.unavailable = true
+		w.opts.DenyWithoutEvidence = b.bool()
+		w.opts.Plaintext = func() (*evidence.Snapshot, error) {
+			return nil, &evidence.UnavailableError{Reason: evidence.Stale, Age: time.Hour, MaxAge: time.Minute}
+		}
+		return
+	}
+	var reqs model.Vector
+	for i, n := 0, b.intn(4); i < n; i++ {
+		f := [2]string{genNamespaces[pick(b, len(genNamespaces))], genWorkloads[b.intn(len(genWorkloads))]}
+		w.flows = append(w.flows, f)
+		reqs = append(reqs, &model.Sample{Value: model.SampleValue(1 + b.intn(3)), Metric: model.Metric{
+			"destination_workload_namespace": model.LabelValue(f[0]), "destination_workload": model.LabelValue(f[1]),
+			"source_workload_namespace": "unknown", "source_workload": "unknown",
+		}})
+	}
+	snap := evidence.NewSnapshot(genT0, 24*time.Hour, 1, reqs, nil)
+	w.opts.Plaintext = func() (*evidence.Snapshot, error) { return snap, nil }
 }
 
 // pick returns an index into genNamespaces, favouring the root namespace
@@ -348,6 +391,9 @@ type expected struct {
 	override bool
 	touched  []string
 	listed   []string // "namespace/pod" of every pod the decision must list
+	// plaintext is "namespace/workload" of every evidence workload a pod
+	// of which gains strictness.
+	plaintext []string
 }
 
 // expect decides the change by the rules, the slow and obvious way: every
@@ -367,23 +413,33 @@ func (w *world) expect() expected {
 			}
 		}
 	}
-	// The API server keeps creationTimestamp on UPDATE; a CREATE or DELETE
-	// without one refers to the stored object.
+	// The change's own object comes from the request: a CREATE has no
+	// same-named policy before it; an UPDATE's state before is its
+	// oldObject (else the view's), whose creationTimestamp it keeps;
+	// before a DELETE the object exists, whatever the view says.
 	var rest []*policy.Policy
+	var stored *policy.Policy
 	for _, q := range w.policies {
 		if q.Key() != p.Key() {
 			rest = append(rest, q)
-			continue
-		}
-		if op == engine.Update || p.Created.IsZero() {
-			cp := *p
-			cp.Created = q.Created
-			p = &cp
+		} else {
+			stored = q
 		}
 	}
-	// Before a DELETE the object exists, whatever the view says.
-	before, after := w.policies, append(slices.Clone(rest), p)
-	if op == engine.Delete {
+	before, after := rest, append(slices.Clone(rest), p)
+	switch op {
+	case engine.Update:
+		old := w.change.Old
+		if old == nil {
+			old = stored
+		}
+		if old != nil {
+			cp := *p
+			cp.Created = old.Created
+			p = &cp
+			before, after = append(slices.Clone(rest), old), append(slices.Clone(rest), p)
+		}
+	case engine.Delete:
 		before, after = after, rest
 	}
 	ports := map[uint32]bool{}
@@ -395,6 +451,7 @@ func (w *world) expect() expected {
 	var e expected
 	unmeshed := map[string][]string{}
 	touched := map[string]bool{}
+	plaintext := map[[2]string]bool{}
 	for _, pod := range w.pods {
 		if !mesh.Counted(pod) || o.Excluded(pod.Namespace) {
 			continue
@@ -403,12 +460,17 @@ func (w *world) expect() expected {
 			unmeshed[pod.Namespace] = append(unmeshed[pod.Namespace], pod.Namespace+"/"+pod.Name)
 		}
 		b, a := modes(pod, before, o), modes(pod, after, o)
-		if a(otherPort) == policy.Strict && b(otherPort) != policy.Strict {
-			touched[pod.Namespace] = true
-		}
+		gains := a(otherPort) == policy.Strict && b(otherPort) != policy.Strict
 		for port := range ports {
 			if a(port) == policy.Strict && b(port) != policy.Strict {
-				touched[pod.Namespace] = true
+				gains = true
+			}
+		}
+		if gains {
+			touched[pod.Namespace] = true
+			_, name := mesh.WorkloadNameOf(pod)
+			if slices.Contains(w.flows, [2]string{pod.Namespace, name}) {
+				plaintext[[2]string{pod.Namespace, name}] = true
 			}
 		}
 	}
@@ -416,9 +478,13 @@ func (w *world) expect() expected {
 		e.touched = append(e.touched, ns)
 		e.listed = append(e.listed, unmeshed[ns]...)
 	}
+	for f := range plaintext {
+		e.plaintext = append(e.plaintext, f[0]+"/"+f[1])
+	}
 	sort.Strings(e.touched)
 	sort.Strings(e.listed)
-	e.allowed = len(e.listed) == 0
+	sort.Strings(e.plaintext)
+	e.allowed = len(e.listed) == 0 && len(e.plaintext) == 0 && !(w.unavailable && o.DenyWithoutEvidence && len(e.touched) > 0)
 	if !e.allowed && p.OverrideReason != "" && o.AllowOverride {
 		e.allowed, e.override = true, true
 	}
@@ -514,6 +580,13 @@ func check(t *testing.T, w *world, d *engine.Decision, e expected) {
 	sort.Strings(listed)
 	if !slices.Equal(listed, e.listed) {
 		fail("lists pods %v, want the unmeshed counted pods of the touched namespaces %v", listed, e.listed)
+	}
+	var plain []string
+	for _, pw := range d.Plaintext {
+		plain = append(plain, pw.Namespace+"/"+pw.Name)
+	}
+	if !slices.Equal(plain, e.plaintext) {
+		fail("plaintext workloads %v, want %v", plain, e.plaintext)
 	}
 	if d.Allowed != e.allowed || d.Overridden != e.override {
 		fail("allowed %v overridden %v, want %v %v", d.Allowed, d.Overridden, e.allowed, e.override)

@@ -54,7 +54,6 @@ func ListWorkloads(ws []Workload, max int, indent string) string {
 }
 
 func message(d *Decision, p *policy.Policy, o Options) string {
-	n := len(d.Unmeshed)
 	switch {
 	case d.Allowed && !d.Overridden && len(d.Touched) == 0:
 		return fmt.Sprintf("%s allowed: no pod becomes stricter", subject(d))
@@ -62,23 +61,77 @@ func message(d *Decision, p *policy.Policy, o Options) string {
 		return fmt.Sprintf("%s allowed: every pod it makes stricter is in the mesh (namespaces: %s)",
 			subject(d), strings.Join(d.Touched, ", "))
 	case d.Overridden:
-		return fmt.Sprintf("%s allowed by override (%s: %q), although %d unmeshed %s would be cut off by STRICT mTLS:\n%s",
-			subject(d), policy.OverrideAnnotation, d.OverrideReason, n, plural(n, "workload", "workloads"), ListWorkloads(d.Unmeshed, MaxListed, "  "))
+		return fmt.Sprintf("%s allowed by override (%s: %q), although %s:\n%s",
+			subject(d), policy.OverrideAnnotation, d.OverrideReason, cutOff(d, "would be cut off by STRICT mTLS"), lists(d))
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s denied: it makes pods in %s STRICT mTLS while %d %s there %s no Istio sidecar and would be cut off:\n%s\n",
-		subject(d), strings.Join(d.Touched, ", "), n, plural(n, "workload", "workloads"), plural(n, "has", "have"),
-		ListWorkloads(d.Unmeshed, MaxListed, "  "))
+	fmt.Fprintf(&b, "%s denied: it makes pods in %s STRICT mTLS while %s:\n", subject(d), strings.Join(d.Touched, ", "), cutOff(d, "and would be cut off"))
+	if l := lists(d); l != "" {
+		b.WriteString(l + "\n")
+	}
 	if p.OverrideReason != "" && !o.AllowOverride {
 		fmt.Fprintf(&b, "The %s annotation is ignored: overrides are disabled (--allow-override=false).\n", policy.OverrideAnnotation)
 	}
-	fmt.Fprintf(&b, "To proceed: add these workloads to the mesh (native sidecar or ambient), label their pods %s, or roll out with mode PERMISSIVE first.", ExemptHint)
+	var steps []string
+	if len(d.Unmeshed) > 0 {
+		steps = append(steps, fmt.Sprintf("add these workloads to the mesh (native sidecar or ambient), label their pods %s", ExemptHint))
+	}
+	if len(d.Plaintext) > 0 {
+		steps = append(steps, "move their plaintext callers into the mesh (or wait until they have been silent for the window)")
+	}
+	if d.EvidenceUnavailable != "" && len(d.Plaintext) == 0 {
+		steps = append(steps, "restore the plaintext evidence (Prometheus)")
+	}
+	fmt.Fprintf(&b, "To proceed: %s, or roll out with mode PERMISSIVE first.", strings.Join(steps, "; "))
 	return b.String()
 }
 
+// cutOff says what the change cuts off: unmeshed workloads (ending with
+// unmeshedTail, their own wording of the verdict), workloads with
+// plaintext callers, and evidence that could not be read.
+func cutOff(d *Decision, unmeshedTail string) string {
+	var parts []string
+	if n := len(d.Unmeshed); n > 0 {
+		if d.Overridden {
+			parts = append(parts, fmt.Sprintf("%d unmeshed %s %s", n, plural(n, "workload", "workloads"), unmeshedTail))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d %s there %s no Istio sidecar %s", n, plural(n, "workload", "workloads"), plural(n, "has", "have"), unmeshedTail))
+		}
+	}
+	if n := len(d.Plaintext); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d %s accepted plaintext traffic in the last %s, from callers STRICT would refuse (metrics carry no port, so any port counts)",
+			n, plural(n, "workload", "workloads"), shortDuration(d.Window)))
+	}
+	if d.EvidenceUnavailable != "" && len(d.Plaintext) == 0 {
+		parts = append(parts, fmt.Sprintf("the plaintext evidence that would judge it is unavailable (--plaintext-unavailable=deny): %s", d.EvidenceUnavailable))
+	}
+	return strings.Join(parts, ", and ")
+}
+
+// lists renders the unmeshed workloads, then the plaintext ones.
+func lists(d *Decision) string {
+	var parts []string
+	if len(d.Unmeshed) > 0 {
+		parts = append(parts, ListWorkloads(d.Unmeshed, MaxListed, "  "))
+	}
+	if len(d.Plaintext) > 0 {
+		parts = append(parts, listPlaintext(d.Plaintext, d.Window, MaxListed, "  "))
+	}
+	return strings.Join(parts, "\n")
+}
+
 func overrideWarning(d *Decision) string {
-	return fmt.Sprintf("override: admitted with %d unmeshed %s cut off (reason: %q)",
-		len(d.Unmeshed), plural(len(d.Unmeshed), "workload", "workloads"), truncate(d.OverrideReason, 50))
+	what := fmt.Sprintf("%d unmeshed %s", len(d.Unmeshed), plural(len(d.Unmeshed), "workload", "workloads"))
+	if n := len(d.Plaintext); n > 0 {
+		what = fmt.Sprintf("%d plaintext-called %s", n, plural(n, "workload", "workloads"))
+		if len(d.Unmeshed) > 0 {
+			what = fmt.Sprintf("%d unmeshed and %d plaintext-called workloads", len(d.Unmeshed), n)
+		}
+	} else if len(d.Unmeshed) == 0 {
+		what = "the plaintext evidence unavailable"
+		return fmt.Sprintf("override: admitted with %s (reason: %q)", what, truncate(d.OverrideReason, 50))
+	}
+	return fmt.Sprintf("override: admitted with %s cut off (reason: %q)", what, truncate(d.OverrideReason, 50))
 }
 
 // addWarnings appends the spec's warnings: a policy Istio ignores, a

@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/sets"
 
+	"github.com/mtls-guard/mtls-guard/internal/evidence"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 )
 
@@ -30,6 +31,14 @@ type Options struct {
 	ExcludedNamespaces sets.Set[string]
 	// AllowOverride honours the override annotation.
 	AllowOverride bool
+	// Plaintext, when set, gives the plaintext evidence of section 3a: the
+	// last snapshot, and why it cannot be trusted when it cannot (stale,
+	// or its source failed). Nil means no telemetry source is configured.
+	Plaintext func() (*evidence.Snapshot, error)
+	// DenyWithoutEvidence denies a change that the evidence would judge
+	// while the evidence is unavailable; otherwise such a change is
+	// allowed with a warning that says so.
+	DenyWithoutEvidence bool
 }
 
 // NewOptions builds Options the way the command line gives them: the root

@@ -15,6 +15,7 @@ package index
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"sync"
@@ -182,6 +183,11 @@ type namespace struct {
 	// set, and unmeshed lists the unmeshed ones per sidecar mode.
 	counted int
 	classes map[unique.Handle[string]]*labelClass
+	// istio groups the counted pods by Istio workload name
+	// (mesh.WorkloadName), the name telemetry gives, so that plaintext
+	// evidence reaches their label sets.
+	istio         map[string]*istioWorkload
+	istioWorkload func(string) (string, iter.Seq2[map[string]string, int])
 	// exempt holds the pods that would be counted but for their exempt
 	// label, by name; few, so decisions filter them per mode.
 	exempt   map[string]*podrecord.Pod
@@ -204,11 +210,20 @@ var modes = podrecord.Modes
 // podEntry is one pod of a namespace.
 type podEntry struct {
 	pod *podrecord.Pod
-	// class is the pod's label set; nil when the pod is not counted.
+	// class is the pod's label set, istio its Istio workload; nil when the
+	// pod is not counted.
 	class *labelClass
+	istio *istioWorkload
 	// slot is the pod's position in the namespace's unmeshed list of each
 	// mode, or -1 when it is meshed there.
 	slot [len(modes)]int32
+}
+
+// istioWorkload is the counted pods of one Istio workload name: the kind
+// of the first pod seen, and their label sets with pod counts.
+type istioWorkload struct {
+	kind, name string
+	classes    map[*labelClass]int
 }
 
 // labelClass is a distinct label set of counted pods: the labels are
@@ -276,6 +291,7 @@ func (s *state) ns(name string) *namespace {
 			classes:     map[unique.Handle[string]]*labelClass{},
 		}
 		n.eachLabelSet = n.labelSets
+		n.istioWorkload = n.istioLabelSets
 		for m := range modes {
 			n.workloads[m] = func() ([]engine.Workload, error) { return n.grouped(s, m) }
 		}
@@ -420,6 +436,17 @@ func (s *state) setPod(pod *podrecord.Pod) {
 	c.pods++
 	e.class = c
 	n.counted++
+	kind, name := mesh.WorkloadName(pod.Name, c.labels, pod.Controller.Kind, pod.Controller.Name)
+	w := n.istio[name]
+	if w == nil {
+		if n.istio == nil {
+			n.istio = map[string]*istioWorkload{}
+		}
+		w = &istioWorkload{kind: kind, name: name, classes: map[*labelClass]int{}}
+		n.istio[name] = w
+	}
+	w.classes[c]++
+	e.istio = w
 	for m, mode := range modes {
 		if meshed, reason := pod.Classify(mode); !meshed {
 			n.unmeshed[m].add(e, m, reason)
@@ -432,6 +459,15 @@ func (s *state) setPod(pod *podrecord.Pod) {
 func (n *namespace) forget(e *podEntry) {
 	delete(n.exempt, e.pod.Name)
 	if c := e.class; c != nil {
+		if w := e.istio; w != nil {
+			if w.classes[c]--; w.classes[c] == 0 {
+				delete(w.classes, c)
+			}
+			if len(w.classes) == 0 {
+				delete(n.istio, w.name)
+			}
+			e.istio = nil
+		}
 		if c.pods--; c.pods == 0 {
 			delete(n.classes, c.key)
 		}
@@ -521,13 +557,28 @@ func (s *state) PodFacts(namespace string, mode mesh.SidecarMode) (engine.PodFac
 	if n == nil {
 		return engine.PodFacts{LabelSets: func(func(map[string]string, int) bool) {}}, nil
 	}
-	f := engine.PodFacts{Counted: n.counted, LabelSets: n.eachLabelSet, Unmeshed: n.unmeshed[m].pods, Workloads: n.workloads[m]}
+	f := engine.PodFacts{Counted: n.counted, LabelSets: n.eachLabelSet, IstioWorkload: n.istioWorkload, Unmeshed: n.unmeshed[m].pods, Workloads: n.workloads[m]}
 	for _, pod := range n.exempt {
 		if meshed, reason := pod.Classify(mode); !meshed {
 			f.Exempt = append(f.Exempt, engine.UnmeshedPod{Namespace: pod.Namespace, Name: pod.Name, Controller: pod.Controller, Reason: reason})
 		}
 	}
 	return f, nil
+}
+
+// istioLabelSets implements engine.PodFacts.IstioWorkload.
+func (n *namespace) istioLabelSets(name string) (string, iter.Seq2[map[string]string, int]) {
+	w := n.istio[name]
+	if w == nil {
+		return "", nil
+	}
+	return w.kind, func(yield func(map[string]string, int) bool) {
+		for c, pods := range w.classes {
+			if !yield(c.labels, pods) {
+				return
+			}
+		}
+	}
 }
 
 func (n *namespace) labelSets(yield func(map[string]string, int) bool) {
