@@ -43,6 +43,11 @@ const (
 	AuditOverrideReason = "override-reason"
 	// AuditOverrideIgnored says why an override annotation did not count.
 	AuditOverrideIgnored = "override-ignored"
+	// AuditPlaintext names the workloads with plaintext callers that the
+	// change makes stricter; AuditEvidence says why the plaintext evidence
+	// could not judge the change.
+	AuditPlaintext = "plaintext-workloads"
+	AuditEvidence  = "plaintext-evidence"
 	// AuditExempt names the unmeshed pods of the touched namespaces that
 	// the exempt label kept out of the decision.
 	AuditExempt = "exempt-pods"
@@ -50,7 +55,8 @@ const (
 
 // Cause types of a denial's status details.
 const (
-	CauseUnmeshedWorkload metav1.CauseType = "UnmeshedWorkload"
+	CauseUnmeshedWorkload  metav1.CauseType = "UnmeshedWorkload"
+	CausePlaintextWorkload metav1.CauseType = "PlaintextCallers"
 	// CauseMoreWorkloads ends a list cut at engine.MaxListed entries.
 	CauseMoreWorkloads metav1.CauseType = "MoreUnmeshedWorkloads"
 )
@@ -271,6 +277,8 @@ func outcomeOf(d *engine.Decision) string {
 		return OutcomeInvalid
 	case d.Overridden:
 		return OutcomeOverridden
+	case d.Allowed && d.EvidenceUnavailable != "":
+		return OutcomeAllowedWithoutEvidence
 	case d.Allowed:
 		return OutcomeAllowed
 	}
@@ -283,19 +291,17 @@ func response(d *engine.Decision, outcome string, req admission.Request) admissi
 	if !d.Allowed {
 		// Bounded like the message: a mesh-wide answer must not list every
 		// unmeshed workload of the cluster to whoever can reach the port.
-		causes := make([]metav1.StatusCause, 0, min(len(d.Unmeshed), engine.MaxListed)+1)
-		for i, w := range d.Unmeshed {
-			if i == engine.MaxListed {
-				causes = append(causes, metav1.StatusCause{
-					Type:    CauseMoreWorkloads,
-					Message: fmt.Sprintf("and %d more unmeshed workloads", len(d.Unmeshed)-i),
-				})
-				break
-			}
-			causes = append(causes, metav1.StatusCause{
-				Type:    CauseUnmeshedWorkload,
-				Message: w.String(),
-				Field:   w.Namespace + "/" + w.Kind + "/" + w.Name,
+		all := make([]metav1.StatusCause, 0, len(d.Unmeshed)+len(d.Plaintext))
+		for _, w := range d.Unmeshed {
+			all = append(all, metav1.StatusCause{Type: CauseUnmeshedWorkload, Message: w.String(), Field: w.Namespace + "/" + w.Kind + "/" + w.Name})
+		}
+		for _, w := range d.Plaintext {
+			all = append(all, metav1.StatusCause{Type: CausePlaintextWorkload, Message: w.String(d.Window), Field: w.Namespace + "/" + w.Kind + "/" + w.Name})
+		}
+		causes := all[:min(len(all), engine.MaxListed)]
+		if n := len(all) - len(causes); n > 0 {
+			causes = append(causes[:len(causes):len(causes)], metav1.StatusCause{
+				Type: CauseMoreWorkloads, Message: fmt.Sprintf("and %d more workloads", n),
 			})
 		}
 		resp.Result.Details = &metav1.StatusDetails{
@@ -315,6 +321,12 @@ func response(d *engine.Decision, outcome string, req admission.Request) admissi
 	}
 	if len(d.Exempt) > 0 {
 		resp.AuditAnnotations[AuditExempt] = boundedList(d.Exempt)
+	}
+	if len(d.Plaintext) > 0 {
+		resp.AuditAnnotations[AuditPlaintext] = boundedList(plaintextKeys(d.Plaintext))
+	}
+	if d.EvidenceUnavailable != "" {
+		resp.AuditAnnotations[AuditEvidence] = "unavailable: " + d.EvidenceUnavailable
 	}
 	return resp
 }
@@ -344,7 +356,7 @@ func (h *Handler) record(ctx context.Context, req admission.Request, d *engine.D
 		EventsSuppressed.Inc()
 		return
 	}
-	note := fmt.Sprintf("%s %s: %s", req.Operation, d.Policy, strings.Join(workloadKeys(d.Unmeshed), ", "))
+	note := fmt.Sprintf("%s %s: %s", req.Operation, d.Policy, strings.Join(append(workloadKeys(d.Unmeshed), plaintextKeys(d.Plaintext)...), ", "))
 	if d.Overridden {
 		note += fmt.Sprintf(" (override: %s)", d.OverrideReason)
 	}
@@ -357,6 +369,14 @@ func boundedList(keys []string) string {
 		return strings.Join(keys, ",")
 	}
 	return strings.Join(keys[:engine.MaxListed], ",") + fmt.Sprintf(",(%d more)", len(keys)-engine.MaxListed)
+}
+
+func plaintextKeys(ws []engine.PlaintextWorkload) []string {
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		out[i] = w.Namespace + "/" + w.Kind + "/" + w.Name
+	}
+	return out
 }
 
 func workloadKeys(ws []engine.Workload) []string {

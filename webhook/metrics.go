@@ -7,11 +7,14 @@ import (
 
 // Outcomes of a decision, the values of the outcome label.
 const (
-	OutcomeAllowed    = "allowed"
-	OutcomeDenied     = "denied"
-	OutcomeOverridden = "overridden"
-	OutcomeInvalid    = "invalid"
-	OutcomeError      = "error"
+	OutcomeAllowed = "allowed"
+	// OutcomeAllowedWithoutEvidence is an allowance that the plaintext
+	// evidence would have judged but could not (--plaintext-unavailable=allow).
+	OutcomeAllowedWithoutEvidence = "allowed-without-evidence"
+	OutcomeDenied                 = "denied"
+	OutcomeOverridden             = "overridden"
+	OutcomeInvalid                = "invalid"
+	OutcomeError                  = "error"
 )
 
 var (

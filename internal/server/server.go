@@ -30,6 +30,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/evidence"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/webhook"
@@ -75,6 +76,8 @@ type Config struct {
 	// read back to report what would keep PeerAuthentications from it;
 	// empty skips the check.
 	WebhookConfigName string
+	// Evidence configures plaintext evidence from Istio's telemetry.
+	Evidence evidence.Config
 	// OwnNamespace is the guard's namespace (POD_NAMESPACE), always excluded.
 	OwnNamespace string
 }
@@ -134,6 +137,7 @@ func parse(args []string, stderr io.Writer) (Config, *zap.Options, error) {
 	fs.StringVar(&c.SidecarMode, "sidecar-mode", string(mesh.Native), "which sidecars count as meshed: native (istio-proxy initContainer) or any (classic too)")
 	fs.StringVar(&c.ExcludeNamespaces, "exclude-namespaces", engine.DefaultExcludedNamespaces, "comma-separated namespaces whose pods are never counted (the root namespace and POD_NAMESPACE always are)")
 	fs.BoolVar(&c.AllowOverride, "allow-override", true, "honour the mtls-guard.io/override-reason annotation of users whom RBAC allows the verb override on peerauthentications.mtls-guard.io")
+	c.Evidence.AddFlags(fs)
 	zopts := &zap.Options{}
 	zopts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -146,6 +150,9 @@ func parse(args []string, stderr io.Writer) (Config, *zap.Options, error) {
 		if d <= 0 {
 			return Config{}, nil, fmt.Errorf("--%s must be positive, got %s", name, d)
 		}
+	}
+	if err := c.Evidence.Validate(); err != nil {
+		return Config{}, nil, err
 	}
 	c.OwnNamespace = os.Getenv("POD_NAMESPACE")
 	return c, zopts, nil
@@ -238,6 +245,19 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 
+	if c.Evidence.Enabled() {
+		// The evidence refreshes in the background; a decision reads the
+		// last snapshot and never waits on Prometheus.
+		r, err := evidence.New(c.Evidence, log.WithName("evidence"))
+		if err != nil {
+			return nil, fmt.Errorf("plaintext evidence: %w", err)
+		}
+		if err := mgr.Add(r); err != nil {
+			return nil, fmt.Errorf("adding the plaintext evidence refresher: %w", err)
+		}
+		opts.Plaintext = func() (*evidence.Snapshot, error) { return r.Current(time.Now()) }
+		opts.DenyWithoutEvidence = c.Evidence.Unavailable == evidence.UnavailableDeny
+	}
 	ix := index.New(opts)
 	serveIndexMetrics(ix, opts.SidecarMode)
 	if err := registerInformers(mgr.GetCache(), health, ix); err != nil {
