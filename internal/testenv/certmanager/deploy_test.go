@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"math/big"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -408,16 +410,25 @@ func (c *cluster) proveServedAndRenewed(ctx context.Context, t *testing.T, w *wi
 	// Kubelet updates the mounted files; the same process must serve the
 	// new certificate.
 	vol.update(t, files(renewed))
-	poll(ctx, t, 2*time.Minute, "the running guard to present the renewed certificate", func(ctx context.Context) (bool, error) {
+	// A handshake may fail while the files are swapped; the last error is
+	// reported if the new certificate never shows.
+	var served *big.Int
+	var lastErr error
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		if guard.exited() {
 			return false, fmt.Errorf("the guard exited: %v", guard.err)
 		}
 		got, err := handshake(ctx, guard.addr, roots, w.dnsNames()[0])
 		if err != nil {
-			return false, fmt.Errorf("TLS handshake after the renewal: %w", err)
+			lastErr = err
+			return false, nil
 		}
-		return got.SerialNumber.Cmp(newLeaf.SerialNumber) == 0, nil
+		served = got.SerialNumber
+		return served.Cmp(newLeaf.SerialNumber) == 0, nil
 	})
+	if err != nil {
+		t.Fatalf("waiting for the running guard to present the renewed serial %s: %v (it presents %v; last handshake error: %v)", newLeaf.SerialNumber, err, served, lastErr)
+	}
 	if guard.exited() {
 		t.Fatal("the guard restarted")
 	}

@@ -25,9 +25,27 @@ import (
 // failure.
 func poll(ctx context.Context, t *testing.T, timeout time.Duration, what string, cond func(context.Context) (bool, error)) {
 	t.Helper()
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, cond); err != nil {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		ok, err := cond(ctx)
+		if err != nil && expired(ctx) {
+			// A call cut short by the deadline: report the timeout.
+			return false, context.DeadlineExceeded
+		}
+		return ok, err
+	})
+	if err != nil {
 		t.Fatalf("waiting for %s: %v", what, err)
 	}
+}
+
+// expired reports whether ctx is done or past its deadline; a call that
+// hits the deadline may return before ctx.Err is set.
+func expired(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // parseCerts decodes every CERTIFICATE block of a PEM bundle.
