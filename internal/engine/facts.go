@@ -6,7 +6,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
-	"github.com/mtls-guard/mtls-guard/internal/podrecord"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
@@ -17,13 +16,13 @@ type UnmeshedPod struct {
 	// Labels are the pod's labels; they are shared and must not be modified.
 	Labels map[string]string
 	// Controller is the pod's controller; its Kind is empty when it has none.
-	Controller podrecord.Owner
+	Controller mesh.Owner
 	Reason     mesh.Reason
 }
 
 // UnmeshedPodOf describes an unmeshed pod; it shares the pod's labels.
 func UnmeshedPodOf(pod *corev1.Pod, reason mesh.Reason) UnmeshedPod {
-	return UnmeshedPod{Namespace: pod.Namespace, Name: pod.Name, Labels: pod.Labels, Controller: podrecord.ControllerOf(pod), Reason: reason}
+	return UnmeshedPod{Namespace: pod.Namespace, Name: pod.Name, Labels: pod.Labels, Controller: mesh.ControllerOf(pod), Reason: reason}
 }
 
 // PodFacts is what a decision reads of the counted pods of one namespace:

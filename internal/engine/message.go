@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
@@ -14,15 +12,8 @@ import (
 // one screen of kubectl output.
 const MaxListed = 10
 
-// Namespace labels that make new pods join the mesh.
-const (
-	InjectionLabel   = "istio-injection"
-	RevisionLabel    = "istio.io/rev"
-	DataplaneModeKey = "istio.io/dataplane-mode"
-	ExemptHint       = mesh.ExemptLabel + "=true"
-	ambientDataplane = "ambient"
-	injectionEnabled = "enabled"
-)
+// ExemptHint is the label that exempts a pod, as a user writes it.
+const ExemptHint = mesh.ExemptLabel + "=true"
 
 func subject(d *Decision) string {
 	return fmt.Sprintf("%s of PeerAuthentication %s (%s)", d.Operation, d.Policy, d.Scope)
@@ -163,20 +154,11 @@ func (d *Decision) addWarnings(c Cluster, p *policy.Policy, o Options, nsAfter [
 		if err != nil {
 			return fmt.Errorf("reading namespace %s: %w", p.Namespace, err)
 		}
-		if !enrolled(ns) {
+		if !mesh.Enrolled(ns) {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("namespace %s has no injection or ambient label: new pods may start unmeshed under STRICT", p.Namespace))
 		}
 	}
 	return nil
-}
-
-// enrolled reports whether new pods in the namespace join the mesh.
-func enrolled(ns *corev1.Namespace) bool {
-	if ns == nil {
-		return false
-	}
-	l := ns.Labels
-	return l[InjectionLabel] == injectionEnabled || l[RevisionLabel] != "" || l[DataplaneModeKey] == ambientDataplane
 }
 
 // workloadNames renders at most max "Kind/name" entries.

@@ -17,6 +17,26 @@ const (
 	ExemptLabel           = "mtls-guard.io/exempt"
 )
 
+// Namespace labels that make new pods join the mesh.
+const (
+	InjectionLabel   = "istio-injection"
+	RevisionLabel    = "istio.io/rev"
+	DataplaneModeKey = "istio.io/dataplane-mode"
+	ambientDataplane = "ambient"
+	injectionEnabled = "enabled"
+)
+
+// Enrolled reports whether new pods in the namespace join the mesh:
+// sidecar injection (istio-injection=enabled or a revision label) or
+// ambient. A nil namespace is not enrolled.
+func Enrolled(ns *corev1.Namespace) bool {
+	if ns == nil {
+		return false
+	}
+	l := ns.Labels
+	return l[InjectionLabel] == injectionEnabled || l[RevisionLabel] != "" || l[DataplaneModeKey] == ambientDataplane
+}
+
 // Reason says why a pod is unmeshed. The strings are part of the guard's
 // output contract.
 type Reason string

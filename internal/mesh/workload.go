@@ -105,3 +105,26 @@ func WorkloadNameOf(pod *corev1.Pod) (kind, name string) {
 	}
 	return WorkloadName(pod.Name, pod.Labels, ck, cn)
 }
+
+// Owner names a controller.
+type Owner struct{ Kind, Name string }
+
+// ControllerOf names the controller of an object; its Kind is empty when
+// it has none.
+func ControllerOf(obj metav1.Object) Owner {
+	if ref := metav1.GetControllerOfNoCopy(obj); ref != nil {
+		return Owner{Kind: controllerKind(ref.Kind), Name: ref.Name}
+	}
+	return Owner{}
+}
+
+// controllerKind returns the usual controller kinds as constants, so that
+// a record does not hold its own copy of "ReplicaSet".
+func controllerKind(k string) string {
+	for _, c := range [...]string{"ReplicaSet", "Job", "StatefulSet", "DaemonSet", "ReplicationController"} {
+		if k == c {
+			return c
+		}
+	}
+	return k
+}

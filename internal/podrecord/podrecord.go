@@ -31,15 +31,12 @@ type Pod struct {
 	// pod.
 	Labels unique.Handle[string]
 	// Controller is the pod's controller; its Kind is empty when it has none.
-	Controller Owner
+	Controller mesh.Owner
 	// Counted is mesh.Counted of the pod, Exempt mesh.Exempt.
 	Counted, Exempt bool
 	// verdicts are mesh.Classify under each of Modes.
 	verdicts [len(Modes)]verdict
 }
-
-// Owner names a controller.
-type Owner struct{ Kind, Name string }
 
 type verdict struct {
 	meshed bool
@@ -71,31 +68,11 @@ func New(pod *corev1.Pod) *Pod {
 		Counted:         mesh.Counted(pod),
 		Exempt:          mesh.Exempt(pod),
 	}
-	p.Controller = ControllerOf(pod)
+	p.Controller = mesh.ControllerOf(pod)
 	for i, m := range Modes {
 		p.verdicts[i].meshed, p.verdicts[i].reason = mesh.Classify(pod, m)
 	}
 	return p
-}
-
-// ControllerOf names the controller of an object; its Kind is empty when
-// it has none.
-func ControllerOf(obj metav1.Object) Owner {
-	if ref := metav1.GetControllerOfNoCopy(obj); ref != nil {
-		return Owner{Kind: kind(ref.Kind), Name: ref.Name}
-	}
-	return Owner{}
-}
-
-// kind returns the usual controller kinds as constants, so that a record
-// does not hold its own copy of "ReplicaSet".
-func kind(k string) string {
-	for _, c := range [...]string{"ReplicaSet", "Job", "StatefulSet", "DaemonSet", "ReplicationController"} {
-		if k == c {
-			return c
-		}
-	}
-	return k
 }
 
 // Classify is mesh.Classify of the pod, under mode. A mode other than

@@ -42,37 +42,37 @@ func TestNewKeepsWhatTheEngineReads(t *testing.T) {
 	tests := []struct {
 		name           string
 		pod            *corev1.Pod
-		wantController Owner
+		wantController mesh.Owner
 	}{
-		{"native sidecar", full(nil), Owner{"ReplicaSet", "web-5d8f7"}},
+		{"native sidecar", full(nil), mesh.Owner{Kind: "ReplicaSet", Name: "web-5d8f7"}},
 		{"classic sidecar", full(func(p *corev1.Pod) {
 			p.Spec.InitContainers = nil
 			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: mesh.ProxyContainer, Args: []string{"proxy", "sidecar"}})
-		}), Owner{"ReplicaSet", "web-5d8f7"}},
+		}), mesh.Owner{Kind: "ReplicaSet", Name: "web-5d8f7"}},
 		{"gateway", full(func(p *corev1.Pod) {
 			p.Spec.InitContainers = nil
 			p.Spec.Containers = []corev1.Container{{Name: mesh.ProxyContainer, Args: []string{"proxy", "router"}}}
-		}), Owner{"ReplicaSet", "web-5d8f7"}},
+		}), mesh.Owner{Kind: "ReplicaSet", Name: "web-5d8f7"}},
 		{"ambient", full(func(p *corev1.Pod) {
 			p.Spec.InitContainers = nil
 			p.Annotations[mesh.AmbientRedirectionKey] = "enabled"
-		}), Owner{"ReplicaSet", "web-5d8f7"}},
+		}), mesh.Owner{Kind: "ReplicaSet", Name: "web-5d8f7"}},
 		{"ambient pending", full(func(p *corev1.Pod) {
 			p.Spec.InitContainers = nil
 			p.Annotations[mesh.AmbientRedirectionKey] = "pending"
-		}), Owner{"ReplicaSet", "web-5d8f7"}},
+		}), mesh.Owner{Kind: "ReplicaSet", Name: "web-5d8f7"}},
 		{"injection disabled by annotation", full(func(p *corev1.Pod) {
 			p.Spec.InitContainers = nil
 			p.Annotations[mesh.InjectKey] = "false"
-		}), Owner{"ReplicaSet", "web-5d8f7"}},
-		{"host network", full(func(p *corev1.Pod) { p.Spec.InitContainers = nil; p.Spec.HostNetwork = true }), Owner{"ReplicaSet", "web-5d8f7"}},
-		{"finished", full(func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }), Owner{"ReplicaSet", "web-5d8f7"}},
-		{"being deleted", full(func(p *corev1.Pod) { p.DeletionTimestamp = &now }), Owner{"ReplicaSet", "web-5d8f7"}},
-		{"exempt", full(func(p *corev1.Pod) { p.Labels[mesh.ExemptLabel] = "true" }), Owner{"ReplicaSet", "web-5d8f7"}},
-		{"no controller, no labels", full(func(p *corev1.Pod) { p.OwnerReferences = p.OwnerReferences[:1]; p.Labels = nil }), Owner{}},
+		}), mesh.Owner{Kind: "ReplicaSet", Name: "web-5d8f7"}},
+		{"host network", full(func(p *corev1.Pod) { p.Spec.InitContainers = nil; p.Spec.HostNetwork = true }), mesh.Owner{Kind: "ReplicaSet", Name: "web-5d8f7"}},
+		{"finished", full(func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }), mesh.Owner{Kind: "ReplicaSet", Name: "web-5d8f7"}},
+		{"being deleted", full(func(p *corev1.Pod) { p.DeletionTimestamp = &now }), mesh.Owner{Kind: "ReplicaSet", Name: "web-5d8f7"}},
+		{"exempt", full(func(p *corev1.Pod) { p.Labels[mesh.ExemptLabel] = "true" }), mesh.Owner{Kind: "ReplicaSet", Name: "web-5d8f7"}},
+		{"no controller, no labels", full(func(p *corev1.Pod) { p.OwnerReferences = p.OwnerReferences[:1]; p.Labels = nil }), mesh.Owner{}},
 		{"other controller", full(func(p *corev1.Pod) {
 			p.OwnerReferences = []metav1.OwnerReference{{Kind: "Workflow", Name: "wf", Controller: &yes}}
-		}), Owner{"Workflow", "wf"}},
+		}), mesh.Owner{Kind: "Workflow", Name: "wf"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
