@@ -103,4 +103,3 @@ func parse(args []string, stderr io.Writer) (Config, *zap.Options, error) {
 	c.OwnNamespace = os.Getenv("POD_NAMESPACE")
 	return c, zopts, nil
 }
-
