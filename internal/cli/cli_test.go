@@ -277,7 +277,7 @@ func TestStdin(t *testing.T) {
 	}
 	r = run(Check, []string{"-f", "testdata/seed/strict.yaml", "--from-file", "-"}, bytes.NewReader(cluster))
 	if r.code != 1 || r.stdout != fromFile.stdout {
-		t.Errorf("--cluster - gave exit %d and output\n%s\nwant the output for the file:\n%s", r.code, r.stdout, fromFile.stdout)
+		t.Errorf("--from-file - gave exit %d and output\n%s\nwant the output for the file:\n%s", r.code, r.stdout, fromFile.stdout)
 	}
 }
 

@@ -6,7 +6,30 @@ import (
 	"testing"
 
 	"github.com/mtls-guard/mtls-guard/internal/input"
+	"github.com/mtls-guard/mtls-guard/internal/testenv"
 )
+
+// istioSchema compiles the PeerAuthentication CRD of the istio.io/api
+// module in the module cache.
+func istioSchema(t testing.TB) *input.Schema {
+	t.Helper()
+	crds, err := testenv.IstioCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := input.LoadFiles([]string{crds}, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.CRD == nil {
+		t.Fatalf("%s holds no %s", crds, input.PeerAuthenticationCRD)
+	}
+	s, err := input.NewSchema(cl.CRD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // FuzzDecode feeds arbitrary bytes through the decoder and what comes after
 // it: it must never panic, and must return either objects or an error.
@@ -25,6 +48,7 @@ func FuzzDecode(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
+	schema := istioSchema(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		objs, err := input.Read([]string{"-"}, false, bytes.NewReader(data))
 		if err != nil {
@@ -49,6 +73,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		// What the commands do next must not panic either.
 		_, _ = input.Policies(objs, input.DefaultNamespace, nil)
+		_, _ = input.Policies(objs, input.DefaultNamespace, schema)
 		_, _ = input.FromObjects(objs)
 	})
 }
