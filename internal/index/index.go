@@ -52,7 +52,7 @@ var (
 
 // New returns an empty index that decides with opts.
 func New(opts engine.Options) *Index {
-	return &Index{opts: opts, st: state{namespaces: map[string]*namespace{}}}
+	return &Index{opts: opts, st: state{root: opts.RootNamespace, namespaces: map[string]*namespace{}}}
 }
 
 // Decide decides a change on a consistent view of the index: it holds the
@@ -68,6 +68,62 @@ func (ix *Index) DecideWith(ch engine.Change, o engine.Options) (*engine.Decisio
 	defer ix.mu.RUnlock()
 	return engine.Decide(&ix.st, ch, o)
 }
+
+// DecidePod judges a pod as it is created (engine.DecidePod), reading
+// the namespace's strictness from a cache that policy and pod events keep
+// up to date: the answer costs neither the namespace's pods nor its
+// label sets once the cache holds it.
+func (ix *Index) DecidePod(pod *corev1.Pod) (engine.Arrival, error) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return engine.DecidePod(strictCached{&ix.st, ix.opts}, pod, ix.opts)
+}
+
+// DecideTemplate predicts a workload's pod template (engine.DecideTemplate).
+func (ix *Index) DecideTemplate(namespace string, t *corev1.PodTemplateSpec) (engine.Arrival, error) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return engine.DecideTemplate(strictCached{&ix.st, ix.opts}, namespace, t, ix.opts)
+}
+
+// strictCached is the index's state with engine.NamespaceStrict cached per
+// namespace; readers under the read lock fill the cache (racing readers
+// store equal values), writers empty it.
+type strictCached struct {
+	*state
+	opts engine.Options
+}
+
+// NamespaceStrict answers from the namespace's cache, filling it.
+func (s strictCached) NamespaceStrict(ns string) (bool, error) {
+	n := s.namespaces[ns]
+	if n == nil {
+		return false, nil
+	}
+	switch n.strict.Load() {
+	case strictYes:
+		return true, nil
+	case strictNo:
+		return false, nil
+	}
+	v, err := engine.NamespaceStrict(s.state, ns, s.opts)
+	if err != nil {
+		return false, err
+	}
+	if v {
+		n.strict.Store(strictYes)
+	} else {
+		n.strict.Store(strictNo)
+	}
+	return v, nil
+}
+
+// The values of namespace.strict.
+const (
+	strictUnknown int32 = iota
+	strictNo
+	strictYes
+)
 
 // Informer is what the index needs of an informer; controller-runtime's
 // cache.Informer and client-go's SharedInformer both have it.
@@ -165,6 +221,7 @@ func (ix *Index) Stats() Stats {
 
 // state is the index's data; its methods take no lock.
 type state struct {
+	root       string // the root namespace, whose policies reach every namespace
 	namespaces map[string]*namespace
 	// podNamespaces lists the namespaces that hold pods, sorted; it is
 	// replaced, never modified, so that readers may keep it.
@@ -188,6 +245,10 @@ type namespace struct {
 	// evidence reaches their label sets.
 	istio         map[string]*istioWorkload
 	istioWorkload func(string) (string, iter.Seq2[map[string]string, int])
+	// strict caches engine.NamespaceStrict (strictUnknown, strictNo,
+	// strictYes) for the sidecar mode of the index's options; emptied by
+	// every event that may change it.
+	strict atomic.Int32
 	// exempt holds the pods that would be counted but for their exempt
 	// label, by name; few, so decisions filter them per mode.
 	exempt   map[string]*podrecord.Pod
@@ -382,6 +443,21 @@ func (s *state) setPolicy(p *policy.Policy) {
 	n := s.ns(p.Namespace)
 	n.policies[p.Name] = p
 	n.listPolicies()
+	s.policiesChanged(p.Namespace)
+}
+
+// policiesChanged empties the strictness caches that a policy change in
+// ns may change: ns's, or every namespace's for the root namespace.
+func (s *state) policiesChanged(ns string) {
+	if ns == s.root {
+		for _, n := range s.namespaces {
+			n.strict.Store(strictUnknown)
+		}
+		return
+	}
+	if n := s.namespaces[ns]; n != nil {
+		n.strict.Store(strictUnknown)
+	}
 }
 
 func (s *state) deletePolicy(namespace, name string) {
@@ -392,6 +468,7 @@ func (s *state) deletePolicy(namespace, name string) {
 	if _, ok := n.policies[name]; ok {
 		delete(n.policies, name)
 		n.listPolicies()
+		s.policiesChanged(namespace)
 	}
 	s.gc(namespace)
 }
@@ -432,6 +509,7 @@ func (s *state) setPod(pod *podrecord.Pod) {
 	if c == nil {
 		c = &labelClass{key: pod.Labels, labels: podrecord.ParseLabels(pod.Labels.Value())}
 		n.classes[c.key] = c
+		n.strict.Store(strictUnknown) // a new label set may be STRICT
 	}
 	c.pods++
 	e.class = c
@@ -470,6 +548,7 @@ func (n *namespace) forget(e *podEntry) {
 		}
 		if c.pods--; c.pods == 0 {
 			delete(n.classes, c.key)
+			n.strict.Store(strictUnknown)
 		}
 		e.class = nil
 		n.counted--
