@@ -124,7 +124,8 @@ type Running struct {
 // Start runs the cert-manager controllers and the cainjector against the
 // API server of kubeconfig, as the two binaries would with leader election
 // and their metrics, healthz and profiling servers off. The CRDs must be
-// installed. Logs go to log; Stop ends both.
+// installed. Logs go to log. They run until Stop, not until ctx ends, so
+// that a test's cleanup decides the order of shutdown.
 func Start(ctx context.Context, kubeconfig string, log logr.Logger) (*Running, error) {
 	runCtx, cancel := context.WithCancel(logr.NewContext(context.WithoutCancel(ctx), log))
 	r := &Running{cancel: cancel}
@@ -144,13 +145,6 @@ func Start(ctx context.Context, kubeconfig string, log logr.Logger) (*Running, e
 func (r *Running) Stop() error {
 	r.cancel()
 	r.wg.Wait()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return errors.Join(r.errs...)
-}
-
-// Err returns the errors of whatever has failed so far.
-func (r *Running) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return errors.Join(r.errs...)

@@ -66,7 +66,7 @@ func startCluster(ctx context.Context, t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm, err := certmanager.Start(ctx, kubeconfig, newLogger(logFile).WithName("cert-manager"))
+	cm, err := certmanager.Start(ctx, kubeconfig, testLog.WithName("cert-manager"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,12 +121,16 @@ func findWiring(t *testing.T, objs []client.Object) *wiring {
 	if len(w.webhook.Webhooks) == 0 {
 		t.Fatal("the webhook configuration has no webhooks")
 	}
-	for _, wh := range w.webhook.Webhooks {
+	for i, wh := range w.webhook.Webhooks {
 		ref := wh.ClientConfig.Service
 		if ref == nil {
 			t.Fatalf("webhook %s calls no Service", wh.Name)
 		}
-		w.service = types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}
+		svc := types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}
+		if i > 0 && svc != w.service {
+			t.Fatalf("webhooks call different Services, %s and %s", w.service, svc)
+		}
+		w.service = svc
 	}
 	if _, err := manifests.Named[*corev1.Service](objs, w.service.Namespace, w.service.Name); err != nil {
 		t.Fatalf("the webhook's Service is not rendered: %v", err)

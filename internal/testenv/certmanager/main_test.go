@@ -15,8 +15,12 @@ import (
 )
 
 // logFile collects cert-manager's, client-go's and the guard's logs, so
-// that a failing run can show them without drowning a passing one.
-var logFile *os.File
+// that a failing run can show them without drowning a passing one; testLog
+// writes to it.
+var (
+	logFile *os.File
+	testLog logr.Logger
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -29,11 +33,11 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	logFile = f
-	log := newLogger(f)
+	testLog = newLogger(f)
 	// Global loggers: the cainjector logs through controller-runtime's,
 	// client-go through klog.
-	ctrllog.SetLogger(log)
-	klog.SetLogger(log.WithName("klog"))
+	ctrllog.SetLogger(testLog)
+	klog.SetLogger(testLog.WithName("klog"))
 
 	rc := m.Run()
 	f.Close()
