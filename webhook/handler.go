@@ -12,13 +12,10 @@ import (
 
 	"github.com/go-logr/logr"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -223,42 +220,17 @@ func changeOf(req admission.Request) (engine.Change, error) {
 	return ch, nil
 }
 
-// decoder decodes the request's objects into their typed form, the way
-// informers deliver them; the API server has already validated them
-// against Istio's CRD schema.
-var decoder = admission.NewDecoder(policyScheme())
-
-func policyScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(securityv1.AddToScheme(s))
-	utilruntime.Must(securityv1beta1.AddToScheme(s))
-	return s
-}
-
-// decodePolicy decodes one of the request's objects, in the version the
-// request names, and compiles it.
+// decodePolicy decodes one of the request's objects and compiles it.
 func decodePolicy(req admission.Request, field string, raw []byte) (*policy.Policy, error) {
 	if len(raw) == 0 {
 		return nil, fmt.Errorf("the AdmissionRequest has no %s to decide", field)
 	}
-	var p *policy.Policy
-	ext := runtime.RawExtension{Raw: raw}
-	switch req.Kind.Version {
-	case securityv1beta1.SchemeGroupVersion.Version:
-		var pa securityv1beta1.PeerAuthentication
-		if err := decoder.DecodeRaw(ext, &pa); err != nil {
-			return nil, fmt.Errorf("decoding the PeerAuthentication in %s: %w", field, err)
-		}
-		p = policy.FromV1beta1(&pa)
-	default:
-		var pa securityv1.PeerAuthentication
-		if err := decoder.DecodeRaw(ext, &pa); err != nil {
-			return nil, fmt.Errorf("decoding the PeerAuthentication in %s: %w", field, err)
-		}
-		p = policy.FromV1(&pa)
-	}
-	if p.Name == "" {
-		return nil, fmt.Errorf("the PeerAuthentication in %s has no metadata.name", field)
+	// policy.Decode rather than the typed admission decoder: the typed
+	// decode refuses an unknown mode outright, where the rules want the
+	// policy denied as invalid, with the reason.
+	p, err := policy.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("decoding the PeerAuthentication in %s: %w", field, err)
 	}
 	if p.Namespace == "" {
 		p.Namespace = req.Namespace

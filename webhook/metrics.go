@@ -35,6 +35,17 @@ var (
 		Name: "mtls_guard_events_suppressed_total",
 		Help: "Events not recorded because one for the same policy and reason was recorded recently.",
 	})
+	// Arrivals counts judged pods and workloads by kind and outcome.
+	Arrivals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mtls_guard_arrivals_total",
+		Help: "Pods and workloads judged as they arrive, by kind and outcome (allowed, warned, denied, unjudged).",
+	}, []string{"kind", "outcome"})
+	// ArrivalSeconds observes the time to judge an arrival.
+	ArrivalSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "mtls_guard_arrival_duration_seconds",
+		Help:    "Time to judge a pod or workload admission request.",
+		Buckets: []float64{0.000005, 0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05},
+	}, []string{"kind"})
 	// RequestsInFlight counts the webhook requests being served, body
 	// reading included: what a graceful shutdown drains.
 	RequestsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -46,5 +57,5 @@ var (
 func init() {
 	// The manager serves metrics.Registry, next to controller-runtime's own
 	// webhook metrics.
-	metrics.Registry.MustRegister(Decisions, DecisionSeconds, RequestsInFlight, EventsSuppressed)
+	metrics.Registry.MustRegister(Decisions, DecisionSeconds, RequestsInFlight, EventsSuppressed, Arrivals, ArrivalSeconds)
 }

@@ -86,6 +86,36 @@ func (ix *Index) DecideTemplate(namespace string, t *corev1.PodTemplateSpec) (en
 	return engine.DecideTemplate(strictCached{&ix.st, ix.opts}, namespace, t, ix.opts)
 }
 
+// Owner names the workload that a pod's Events belong to: the pod's
+// controller, or that controller's own controller for a ReplicaSet (a
+// Deployment) or a Job (a CronJob) that the index holds; the pod itself
+// when it has none.
+func (ix *Index) Owner(pod *corev1.Pod) corev1.ObjectReference {
+	ref := metav1.GetControllerOfNoCopy(pod)
+	if ref == nil {
+		return corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
+	}
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var up *metav1.OwnerReference
+	if n := ix.st.namespaces[pod.Namespace]; n != nil {
+		switch ref.Kind {
+		case "ReplicaSet":
+			if rs := n.replicaSets[ref.Name]; rs != nil {
+				up = metav1.GetControllerOfNoCopy(rs)
+			}
+		case "Job":
+			if job := n.jobs[ref.Name]; job != nil {
+				up = metav1.GetControllerOfNoCopy(job)
+			}
+		}
+	}
+	if up != nil {
+		ref = up
+	}
+	return corev1.ObjectReference{APIVersion: ref.APIVersion, Kind: ref.Kind, Namespace: pod.Namespace, Name: ref.Name, UID: ref.UID}
+}
+
 // strictCached is the index's state with engine.NamespaceStrict cached per
 // namespace; readers under the read lock fill the cache (racing readers
 // store equal values), writers empty it.

@@ -12,6 +12,7 @@ import (
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/evidence"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
+	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
 // Config is the parsed command line of `mtls-guard serve`.
@@ -45,6 +46,9 @@ type Config struct {
 	// read back to report what would keep PeerAuthentications from it;
 	// empty skips the check.
 	WebhookConfigName string
+	// UnmeshedPods and UnmeshedWorkloads say what to do with pods and
+	// workload templates that arrive unmeshed where STRICT already holds.
+	UnmeshedPods, UnmeshedWorkloads webhook.Action
 	// Evidence configures plaintext evidence from Istio's telemetry.
 	Evidence evidence.Config
 	// OwnNamespace is the guard's namespace (POD_NAMESPACE), always excluded.
@@ -83,6 +87,11 @@ func parse(args []string, stderr io.Writer) (Config, *zap.Options, error) {
 	fs.StringVar(&c.SidecarMode, "sidecar-mode", string(mesh.Native), "which sidecars count as meshed: native (istio-proxy initContainer) or any (classic too)")
 	fs.StringVar(&c.ExcludeNamespaces, "exclude-namespaces", engine.DefaultExcludedNamespaces, "comma-separated namespaces whose pods are never counted (the root namespace and POD_NAMESPACE always are)")
 	fs.BoolVar(&c.AllowOverride, "allow-override", true, "honour the mtls-guard.io/override-reason annotation of users whom RBAC allows the verb override on peerauthentications.mtls-guard.io")
+	c.UnmeshedPods, c.UnmeshedWorkloads = webhook.ActionWarn, webhook.ActionWarn
+	fs.Func("unmeshed-pods", `an unmeshed pod created where STRICT already holds: "warn" (admitted with a warning and an Event on its workload), "deny" or "off" (default "warn")`,
+		func(v string) (err error) { c.UnmeshedPods, err = webhook.ParseAction(v); return err })
+	fs.Func("unmeshed-workloads", `a Deployment, StatefulSet, DaemonSet, Job or CronJob whose pods will be unmeshed where STRICT already holds: "warn", "deny" or "off" (default "warn")`,
+		func(v string) (err error) { c.UnmeshedWorkloads, err = webhook.ParseAction(v); return err })
 	c.Evidence.AddFlags(fs)
 	zopts := &zap.Options{}
 	zopts.BindFlags(fs)

@@ -184,6 +184,14 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 	}
 	srv := mgr.GetWebhookServer()
 	srv.Register(webhook.Path, webhook.NewHTTPHandler(h, log.WithName("admission")))
+	if c.UnmeshedPods != webhook.ActionOff || c.UnmeshedWorkloads != webhook.ActionOff {
+		arrivals := &webhook.ArrivalHandler{
+			Synced: health.Check, DecidePod: ix.DecidePod, DecideTemplate: ix.DecideTemplate, Owner: ix.Owner,
+			Pods: c.UnmeshedPods, Workloads: c.UnmeshedWorkloads,
+			Recorder: h.Recorder, Events: webhook.NewEventDeduper(eventInterval), Log: log.WithName("arrival"),
+		}
+		srv.Register(webhook.ArrivalPath, webhook.NewHTTPHandler(arrivals, log.WithName("admission")))
+	}
 
 	started := srv.StartedChecker()
 	if err := mgr.AddHealthzCheck("webhook", started); err != nil {

@@ -1,0 +1,128 @@
+package webhook_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/index"
+	"github.com/mtls-guard/mtls-guard/internal/mesh"
+	"github.com/mtls-guard/mtls-guard/webhook"
+)
+
+// arrivalRequest is the admission request for creating obj.
+func arrivalRequest(t *testing.T, kind metav1.GroupVersionKind, ns, name string, obj runtime.Object, dryRun bool) admission.Request {
+	t.Helper()
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: types.UID("uid-" + name), Kind: kind, Namespace: ns, Name: name, Operation: admissionv1.Create,
+		Object: runtime.RawExtension{Raw: raw}, DryRun: &dryRun,
+	}}
+}
+
+// TestArrivals: pods and workload templates that arrive unmeshed where
+// STRICT already holds are warned about (with an Event on the workload) or
+// refused, by setting; everything else, and anything the guard cannot
+// judge, is admitted.
+func TestArrivals(t *testing.T) {
+	podKind := metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	deployKind := metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
+	strictLegacy := paObj(nsLegacy, "default", "STRICT", t0, nil, nil)
+	debug := podObj(nsLegacy, "debug", nil, false)
+	meshed := podObj(nsLegacy, "fine", nil, true)
+	permissive := podObj(nsMeshed, "debug", nil, false)
+	optOut := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: nsLegacy, Name: "batch", UID: "u-batch"},
+		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "batch", mesh.InjectKey: "false"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}},
+		}},
+	}
+	for _, tc := range []struct {
+		name        string
+		pods, wls   webhook.Action
+		req         admission.Request
+		synced      error
+		wantAllowed bool
+		wantOutcome string // audit decision; "" for none
+		wantEvent   bool
+	}{
+		{"unmeshed pod under STRICT: warned", webhook.ActionWarn, webhook.ActionWarn, arrivalRequest(t, podKind, nsLegacy, "debug", debug, false), nil, true, webhook.OutcomeWarned, true},
+		{"the same, dry run: no Event", webhook.ActionWarn, webhook.ActionWarn, arrivalRequest(t, podKind, nsLegacy, "debug", debug, true), nil, true, webhook.OutcomeWarned, false},
+		{"unmeshed pod under STRICT: denied", webhook.ActionDeny, webhook.ActionWarn, arrivalRequest(t, podKind, nsLegacy, "debug", debug, false), nil, false, webhook.OutcomeDenied, true},
+		{"meshed pod: nothing", webhook.ActionDeny, webhook.ActionDeny, arrivalRequest(t, podKind, nsLegacy, "fine", meshed, false), nil, true, "", false},
+		{"unmeshed pod where nothing is STRICT: nothing", webhook.ActionDeny, webhook.ActionDeny, arrivalRequest(t, podKind, nsMeshed, "debug", permissive, false), nil, true, "", false},
+		{"pods off", webhook.ActionOff, webhook.ActionDeny, arrivalRequest(t, podKind, nsLegacy, "debug", debug, false), nil, true, "", false},
+		{"guard not synced: admitted even under deny", webhook.ActionDeny, webhook.ActionDeny, arrivalRequest(t, podKind, nsLegacy, "debug", debug, false), webhook.ErrNotSynced, true, webhook.OutcomeUnjudged, false},
+		{"Deployment opting out: warned", webhook.ActionDeny, webhook.ActionWarn, arrivalRequest(t, deployKind, nsLegacy, "batch", optOut, false), nil, true, webhook.OutcomeWarned, true},
+		{"Deployment opting out: denied", webhook.ActionWarn, webhook.ActionDeny, arrivalRequest(t, deployKind, nsLegacy, "batch", optOut, false), nil, false, webhook.OutcomeDenied, true},
+		{"undecodable: admitted", webhook.ActionDeny, webhook.ActionDeny, func() admission.Request {
+			r := arrivalRequest(t, podKind, nsLegacy, "debug", debug, false)
+			r.Object.Raw = []byte("{")
+			return r
+		}(), nil, true, webhook.OutcomeUnjudged, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := engine.DefaultOptions()
+			ix := index.New(opts)
+			for _, o := range append(fixtureObjects(), strictLegacy) {
+				ix.Add(o)
+			}
+			rec := events.NewFakeRecorder(10)
+			h := &webhook.ArrivalHandler{
+				Synced:    func(context.Context) error { return tc.synced },
+				DecidePod: ix.DecidePod, DecideTemplate: ix.DecideTemplate, Owner: ix.Owner,
+				Pods: tc.pods, Workloads: tc.wls, Recorder: rec, Log: logr.Discard(),
+			}
+			resp := h.Handle(context.Background(), tc.req)
+			if resp.Allowed != tc.wantAllowed {
+				t.Fatalf("allowed = %v, want %v: %+v", resp.Allowed, tc.wantAllowed, resp.Result)
+			}
+			if !resp.Allowed && resp.Result.Code != http.StatusForbidden {
+				t.Errorf("code %d, want 403", resp.Result.Code)
+			}
+			if got := resp.AuditAnnotations[webhook.AuditDecision]; got != tc.wantOutcome {
+				t.Errorf("audit decision %q, want %q", got, tc.wantOutcome)
+			}
+			if warned := len(resp.Warnings) > 0; warned != (tc.wantOutcome == webhook.OutcomeWarned) {
+				t.Errorf("warnings %q", resp.Warnings)
+			}
+			if got := len(rec.Events); (got == 1) != tc.wantEvent || got > 1 {
+				t.Errorf("%d Events, want one: %v", got, tc.wantEvent)
+			}
+		})
+	}
+}
+
+// TestArrivalOwner: a pod's Event goes to its Deployment, through the
+// ReplicaSet the index holds, with the Deployment's UID, so that
+// kubectl describe deployment shows it.
+func TestArrivalOwner(t *testing.T) {
+	ix := index.New(engine.DefaultOptions())
+	pod, rs := deploymentPod(nsLegacy, "old", false)
+	ix.Add(rs)
+	got := ix.Owner(pod)
+	want := corev1.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: nsLegacy, Name: "old", UID: rs.OwnerReferences[0].UID}
+	if got != want {
+		t.Fatalf("owner %+v, want %+v", got, want)
+	}
+	bare := podObj(nsLegacy, "bare", nil, false)
+	if got := ix.Owner(bare); got.Kind != "Pod" || got.Name != "bare" {
+		t.Fatalf("owner of a bare pod %+v", got)
+	}
+}
