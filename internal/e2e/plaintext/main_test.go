@@ -1,0 +1,311 @@
+// Package plaintext proves rule 3a end to end: plaintext callers that no
+// pod list shows, seen by a real Prometheus that scrapes Istio's metrics
+// from an istiometrics exporter (standing in for the destination's
+// sidecar), refuse STRICT through a real kube-apiserver, the real kubectl
+// and the guard's `serve` code path with deploy/'s RBAC and webhook
+// configuration.
+package plaintext
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	"github.com/mtls-guard/mtls-guard/certs"
+	"github.com/mtls-guard/mtls-guard/internal/server"
+	"github.com/mtls-guard/mtls-guard/internal/testenv"
+	"github.com/mtls-guard/mtls-guard/internal/testenv/istiometrics"
+	"github.com/mtls-guard/mtls-guard/webhook"
+)
+
+const (
+	guardNamespace = "mtls-guard" // deploy/'s
+	rootNamespace  = "istio-system"
+	// probeNamespace is where testenv.RegisterWebhook leaves an unmeshed
+	// pod: STRICT there is denied by any guard, whatever its evidence.
+	probeNamespace = "mtls-guard-probe"
+)
+
+// suite is the shared control plane, Prometheus, exporter and guard.
+var suite struct {
+	env         *testenv.Env
+	admin       client.Client // records Audit-Ids and warnings, see call
+	mapper      meta.RESTMapper
+	adminConfig string // kubeconfig of a cluster admin, for kubectl
+	guardConfig string // kubeconfig of the guard's ServiceAccount
+	deploy      *testenv.Deploy
+	webhookName string
+	audit       *auditLog
+	exporter    *istiometrics.Exporter
+	target      string // the exporter's host:port
+	prometheus  *testenv.Prometheus
+	// guard is the one guard the webhook configuration points at; only
+	// one runs at a time, so that every answer is known to be its own.
+	guard *guard
+	dir   string
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	// Only -short may skip; without bin/ the suite fails and says why.
+	if isShort() {
+		fmt.Println("plaintext e2e: skipped under -short")
+		return 0
+	}
+	// As deployed: the guard knows its own namespace.
+	if err := os.Setenv("POD_NAMESPACE", guardNamespace); err != nil {
+		fmt.Fprintf(os.Stderr, "plaintext e2e setup failed: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	err := setup(ctx)
+	defer teardown(cancel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "plaintext e2e setup failed: %v\n", err)
+		return 1
+	}
+	return m.Run()
+}
+
+func isShort() bool {
+	return slices.ContainsFunc(os.Args[1:], func(a string) bool { return a == "-test.short" || a == "-test.short=true" })
+}
+
+// setup starts everything; teardown stops whatever it started, even when
+// it failed halfway. ctx ends the exporter.
+func setup(ctx context.Context) error {
+	// Both binaries are checked first, so that a missing one fails at once
+	// with how to build it.
+	if _, err := testenv.BinDir(); err != nil {
+		return err
+	}
+	if _, err := testenv.PrometheusBinary(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	var err error
+	if suite.dir, err = os.MkdirTemp("", "mtls-guard-plaintext-"); err != nil {
+		return err
+	}
+	if suite.env, err = testenv.Start(); err != nil {
+		return err
+	}
+	suite.audit = &auditLog{path: suite.env.AuditLog}
+	hc, err := rest.HTTPClientFor(suite.env.Config)
+	if err != nil {
+		return fmt.Errorf("admin HTTP client: %w", err)
+	}
+	if suite.mapper, err = apiutil.NewDynamicRESTMapper(suite.env.Config, hc); err != nil {
+		return fmt.Errorf("REST mapper: %w", err)
+	}
+	if suite.admin, err = newClient(suite.env.Config); err != nil {
+		return fmt.Errorf("admin client: %w", err)
+	}
+	if suite.adminConfig, err = suite.env.Kubeconfig(suite.dir, "plaintext-admin", "system:masters"); err != nil {
+		return err
+	}
+	if suite.guardConfig, err = suite.env.Kubeconfig(suite.dir, testenv.GuardUser, testenv.GuardGroups...); err != nil {
+		return err
+	}
+	if suite.deploy, err = testenv.InstallRBAC(ctx, suite.admin); err != nil {
+		return err
+	}
+	suite.webhookName = suite.deploy.Webhook.Webhooks[0].Name
+
+	// The exporter serves the web sidecar's stats endpoint (exporter's
+	// context: the whole run); Prometheus scrapes it every second.
+	suite.exporter = istiometrics.New()
+	// The exporter lives until teardown cancels the suite's context.
+	if suite.target, err = suite.exporter.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	promDir, err := os.MkdirTemp(suite.dir, "prometheus-")
+	if err != nil {
+		return err
+	}
+	if suite.prometheus, err = testenv.StartPrometheus(ctx, promDir, []string{suite.target}, time.Second); err != nil {
+		return err
+	}
+	if err := setupSeed(ctx); err != nil {
+		return err
+	}
+
+	g, err := launchGuard(ctx, defaultFlags())
+	if err != nil {
+		return err
+	}
+	suite.guard = g
+	return testenv.RegisterWebhook(ctx, suite.admin, suite.deploy, g.url(), g.bundle.CACert)
+}
+
+func teardown(cancel context.CancelFunc) {
+	if suite.guard != nil {
+		suite.guard.stop()
+	}
+	if suite.prometheus != nil {
+		if err := suite.prometheus.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "stopping Prometheus: %v\n", err)
+		}
+	}
+	cancel() // the exporter
+	if suite.env != nil {
+		if err := suite.env.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "stopping envtest: %v\n", err)
+		}
+	}
+	if suite.dir != "" {
+		os.RemoveAll(suite.dir)
+	}
+}
+
+// newClient is a client for cfg that records the Audit-Id and the
+// warnings of each response in the context given by call.
+func newClient(cfg *rest.Config) (client.Client, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(recordAuditIDs)
+	cfg.WarningHandlerWithContext = warningRecorder{}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP client: %w", err)
+	}
+	return client.New(cfg, client.Options{Scheme: server.Scheme(), Mapper: suite.mapper, HTTPClient: hc})
+}
+
+// Evidence flags of the guards: refreshed every second, stale after five,
+// so that a stopped Prometheus shows within seconds.
+const (
+	refresh = "1s"
+	maxAge  = "5s"
+	// longWindow outlasts the suite: the seed's request stays evidence.
+	longWindow = "10m"
+)
+
+// defaultFlags are the evidence flags of the guard most tests use.
+func defaultFlags() []string { return evidenceFlags(suite.prometheus.URL, longWindow, "allow") }
+
+func evidenceFlags(url, window, unavailable string) []string {
+	return []string{
+		"--prometheus-url=" + url,
+		"--plaintext-refresh=" + refresh,
+		"--plaintext-max-age=" + maxAge,
+		"--plaintext-window=" + window,
+		"--plaintext-unavailable=" + unavailable,
+	}
+}
+
+// guard is one in-process `mtls-guard serve`.
+type guard struct {
+	flags           []string
+	port, probePort int
+	bundle          *certs.Bundle
+	cancel          context.CancelFunc
+	done            chan struct{} // closed when server.Main returns
+	err             error         // what it returned
+}
+
+func (g *guard) url() string { return fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path) }
+
+// launchGuard runs server.Main as deploy/'s ServiceAccount with these
+// evidence flags and waits for /readyz, which never waits on Prometheus.
+func launchGuard(ctx context.Context, flags []string) (*guard, error) {
+	g := &guard{flags: flags, done: make(chan struct{})}
+	var err error
+	if g.port, err = testenv.FreePort(); err != nil {
+		return nil, err
+	}
+	if g.probePort, err = testenv.FreePort(); err != nil {
+		return nil, err
+	}
+	certDir, err := os.MkdirTemp(suite.dir, "certs-")
+	if err != nil {
+		return nil, err
+	}
+	if g.bundle, err = certs.Issue("mtls-guard", guardNamespace, certs.WithIPAddresses(net.IPv4(127, 0, 0, 1))); err != nil {
+		return nil, fmt.Errorf("issuing serving certificate: %w", err)
+	}
+	if err := g.bundle.WriteDir(certDir); err != nil {
+		return nil, err
+	}
+	args := append([]string{
+		"--kubeconfig", suite.guardConfig,
+		"--host", "127.0.0.1",
+		"--port", fmt.Sprint(g.port),
+		"--cert-dir", certDir,
+		"--metrics-bind-address", "0",
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", g.probePort),
+		"--root-namespace", rootNamespace,
+		"--graceful-shutdown-timeout", "5s",
+	}, flags...)
+	runCtx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	go func() {
+		defer close(g.done)
+		g.err = server.Main(runCtx, args, os.Stderr)
+	}()
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		select {
+		case <-g.done:
+			return false, fmt.Errorf("guard exited before it was ready: %w", g.err)
+		default:
+		}
+		return testenv.Ready(ctx, g.probePort)
+	})
+	if err != nil {
+		g.stop()
+		return nil, fmt.Errorf("waiting for the guard's /readyz: %w", err)
+	}
+	return g, nil
+}
+
+// stop ends the guard and waits for it.
+func (g *guard) stop() {
+	g.cancel()
+	<-g.done
+}
+
+// useGuard makes the webhook call a guard with these evidence flags: the
+// running one if its flags are the same, else a new one, after the old
+// one has stopped. It returns when the API server has called the new
+// guard, so every guard decision that follows is that guard's.
+func useGuard(t *testing.T, flags ...string) {
+	t.Helper()
+	if slices.Equal(suite.guard.flags, flags) {
+		return
+	}
+	ctx := context.Background()
+	suite.guard.stop()
+	g, err := launchGuard(ctx, flags)
+	if err != nil {
+		t.Fatalf("starting a guard with %v: %v", flags, err)
+	}
+	suite.guard = g
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := suite.admin.Get(ctx, client.ObjectKeyFromObject(suite.deploy.Webhook), vwc); err != nil {
+		t.Fatalf("reading the webhook configuration: %v", err)
+	}
+	url := g.url()
+	for i := range vwc.Webhooks {
+		vwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: g.bundle.CACert}
+	}
+	if err := suite.admin.Update(ctx, vwc); err != nil {
+		t.Fatalf("pointing the webhook at the new guard: %v", err)
+	}
+	// The old guard is gone: a decision of the guard's on the probe's
+	// STRICT (denied next to its unmeshed pod) comes from the new one.
+	eventuallyDecided(t, suite.admin, strict(probeNamespace, "probe"), webhook.OutcomeDenied)
+}
