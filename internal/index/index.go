@@ -69,6 +69,15 @@ func (ix *Index) DecideWith(ch engine.Change, o engine.Options) (*engine.Decisio
 	return engine.Decide(&ix.st, ch, o)
 }
 
+// View calls fn with the index's view of the cluster under the read
+// lock, for callers that read it as an engine.Cluster (report); fn must
+// not keep the view.
+func (ix *Index) View(fn func(engine.Cluster) error) error {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return fn(strictCached{&ix.st, ix.opts})
+}
+
 // DecidePod judges a pod as it is created (engine.DecidePod), reading
 // the namespace's strictness from a cache that policy and pod events keep
 // up to date: the answer costs neither the namespace's pods nor its
