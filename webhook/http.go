@@ -1,10 +1,12 @@
 package webhook
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 
 	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
@@ -38,7 +40,12 @@ func NewHTTPHandler(h admission.Handler, log logr.Logger) http.Handler {
 			// Refused before a byte of it is read; the connection closes
 			// rather than drain it.
 			w.Header().Set("Connection", "close")
-			http.Error(w, fmt.Sprintf("request entity is too large: Content-Length %d bytes; limit is %d bytes", r.ContentLength, MaxRequestBytes), http.StatusRequestEntityTooLarge)
+			w.Header().Set("Content-Type", "application/json")
+			resp := admission.Errored(http.StatusRequestEntityTooLarge,
+				fmt.Errorf("request entity is too large: Content-Length %d bytes; limit is %d bytes", r.ContentLength, MaxRequestBytes))
+			ar := admissionv1.AdmissionReview{Response: &resp.AdmissionResponse}
+			ar.SetGroupVersionKind(admissionv1.SchemeGroupVersion.WithKind("AdmissionReview"))
+			_ = json.NewEncoder(w).Encode(ar)
 			return
 		}
 		limited.ServeHTTP(w, r)

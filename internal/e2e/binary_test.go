@@ -27,7 +27,7 @@ type checkOutput struct {
 	} `json:"results"`
 }
 
-// TestCheckAgreesWithWebhook: `mtls-guard check` without --cluster reads
+// TestCheckAgreesWithWebhook: `mtls-guard check` without --from-file reads
 // the same live cluster and reaches the webhook's verdict.
 func TestCheckAgreesWithWebhook(t *testing.T) {
 	ns := namespace(t, "check-agrees", injected)
@@ -90,7 +90,7 @@ func TestStaticBinary(t *testing.T) {
 		t.Errorf("version: %q, %v", out, err)
 	}
 	cmd := exec.Command(bin, "check", "-f", filepath.Join(root, "internal/cli/testdata/seed/strict.yaml"),
-		"--cluster", filepath.Join(root, "internal/cli/testdata/seed/cluster.yaml"))
+		"--from-file", filepath.Join(root, "internal/cli/testdata/seed/cluster.yaml"))
 	out, err := cmd.Output()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "Pod/mtls-test") {
