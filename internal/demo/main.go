@@ -242,7 +242,10 @@ func (d *demo) seedStory(ctx context.Context) error {
 	}
 
 	step("No pod list shows the caller any more; web's sidecar recorded it, and Prometheus has it")
-	if _, err := d.kubectl("get", "pods", "-A", "-o", "custom-columns=NAMESPACE:.metadata.namespace,NAME:.metadata.name,INIT:.spec.initContainers[*].name"); err != nil {
+	if _, err := d.kubectl("get", "pods", "-n", seed.CallerNamespace); err != nil {
+		return err
+	}
+	if _, err := d.kubectl("get", "pods", "-n", seed.Namespace, "-o", "custom-columns=NAME:.metadata.name,INIT-CONTAINERS:.spec.initContainers[*].name"); err != nil {
 		return err
 	}
 	if err := d.showEvidence(ctx); err != nil {
@@ -381,7 +384,7 @@ func (d *demo) sh(name string, args ...string) (string, error) {
 	}
 	fmt.Printf("$ %s %s\n", name, strings.Join(shown, " "))
 	out, err := exec.Command(filepath.Join(d.bin, name), args...).CombinedOutput()
-	fmt.Print(indent(string(out)))
+	fmt.Print(indent(strings.ReplaceAll(string(out), d.dir+"/", "")))
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		fmt.Printf("  (exit status %d)\n", ee.ExitCode())
