@@ -144,6 +144,7 @@ func (v *secretVolume) update(t *testing.T, data map[string][]byte) {
 var guardBuild struct {
 	once sync.Once
 	path string
+	dir  string // removed after the tests, when built here
 	err  error
 }
 
@@ -167,6 +168,7 @@ func guardBinary(t *testing.T) string {
 			guardBuild.err = err
 			return
 		}
+		guardBuild.dir = dir
 		guardBuild.path = filepath.Join(dir, "mtls-guard")
 		cmd := exec.Command("go", "build", "-o", guardBuild.path, ".")
 		cmd.Dir = root

@@ -40,6 +40,9 @@ func runMain(m *testing.M) int {
 	klog.SetLogger(testLog.WithName("klog"))
 
 	rc := m.Run()
+	if guardBuild.dir != "" {
+		os.RemoveAll(guardBuild.dir)
+	}
 	f.Close()
 	if rc != 0 {
 		fmt.Fprintf(os.Stderr, "cert-manager, client-go and guard logs kept in %s; last lines:\n", f.Name())
