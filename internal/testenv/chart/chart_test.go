@@ -29,6 +29,8 @@ import (
 const (
 	injectCA        = "cert-manager.io/inject-ca-from"
 	enforcerDisable = "admissions.enforcer/disabled"
+	policyWebhook   = "peerauthentications.mtls-guard.io"
+	arrivalsWebhook = "arrivals.mtls-guard.io"
 )
 
 // defaultArgs are the only arguments the default values pass: flags every
@@ -55,13 +57,34 @@ func container(t *testing.T, objs []client.Object) corev1.Container {
 	return d.Spec.Template.Spec.Containers[0]
 }
 
+// webhookOf returns the configuration and its PeerAuthentication webhook,
+// which comes first.
 func webhookOf(t *testing.T, objs []client.Object) (*admissionregistrationv1.ValidatingWebhookConfiguration, admissionregistrationv1.ValidatingWebhook) {
 	t.Helper()
 	vwc := one[*admissionregistrationv1.ValidatingWebhookConfiguration](t, objs)
-	if len(vwc.Webhooks) != 1 {
-		t.Fatalf("%d webhooks, want 1", len(vwc.Webhooks))
+	if len(vwc.Webhooks) == 0 || vwc.Webhooks[0].Name != policyWebhook {
+		t.Fatalf("webhooks %v, want %s first", webhookNames(vwc), policyWebhook)
 	}
 	return vwc, vwc.Webhooks[0]
+}
+
+// arrivalsOf returns the arrivals webhook, failing unless it is the second
+// and last.
+func arrivalsOf(t *testing.T, objs []client.Object) admissionregistrationv1.ValidatingWebhook {
+	t.Helper()
+	vwc, _ := webhookOf(t, objs)
+	if names := webhookNames(vwc); !slices.Equal(names, []string{policyWebhook, arrivalsWebhook}) {
+		t.Fatalf("webhooks %v, want %s and %s", names, policyWebhook, arrivalsWebhook)
+	}
+	return vwc.Webhooks[1]
+}
+
+func webhookNames(vwc *admissionregistrationv1.ValidatingWebhookConfiguration) []string {
+	var out []string
+	for _, w := range vwc.Webhooks {
+		out = append(out, w.Name)
+	}
+	return out
 }
 
 // TestRenderDefaults: the default values install the guard with
@@ -74,18 +97,18 @@ func TestRenderDefaults(t *testing.T) {
 		"Certificate/mtls-guard/mtls-guard-ca",
 		"Certificate/mtls-guard/mtls-guard-serving",
 		"ClusterRole//mtls-guard",
+		"ClusterRole//mtls-guard-events",
 		"ClusterRole//mtls-guard-metrics-reader",
 		"ClusterRole//mtls-guard-override",
 		"ClusterRole//mtls-guard-webhook-config",
 		"ClusterRoleBinding//mtls-guard",
+		"ClusterRoleBinding//mtls-guard-events",
 		"ClusterRoleBinding//mtls-guard-webhook-config",
 		"Deployment/mtls-guard/mtls-guard",
 		"Issuer/mtls-guard/mtls-guard-ca",
 		"Issuer/mtls-guard/mtls-guard-selfsigned",
 		"NetworkPolicy/mtls-guard/mtls-guard",
 		"PodDisruptionBudget/mtls-guard/mtls-guard",
-		"Role/default/mtls-guard-events",
-		"RoleBinding/default/mtls-guard-events",
 		"Service/mtls-guard/mtls-guard",
 		"ServiceAccount/mtls-guard/mtls-guard",
 		"ValidatingWebhookConfiguration//mtls-guard",
@@ -120,12 +143,17 @@ func TestRenderDefaults(t *testing.T) {
 	if got := d.Spec.Template.Spec.Volumes[0].Secret.SecretName; got != serving.Spec.SecretName {
 		t.Errorf("pods mount Secret %q, cert-manager writes %q", got, serving.Spec.SecretName)
 	}
-	checkRBAC(t, objs, "mtls-guard")
+	checkRBAC(t, objs, "mtls-guard", true)
+	if aw := arrivalsOf(t, objs); aw.ClientConfig.Service == nil || len(aw.ClientConfig.CABundle) != 0 {
+		t.Errorf("arrivals clientConfig = %+v, want the Service and no caBundle (cert-manager injects it)", aw.ClientConfig)
+	}
 }
 
 // checkRBAC asserts the RBAC of issue 10: exact rules per role, and who is
-// bound to what.
-func checkRBAC(t *testing.T, objs []client.Object, fullname string) {
+// bound to what. With the arrivals webhook on, Events are written
+// cluster-wide (ClusterRole <fullname>-events); else only in "default"
+// (Role <fullname>-events there).
+func checkRBAC(t *testing.T, objs []client.Object, fullname string, arrivals bool) {
 	t.Helper()
 	watch := []string{"list", "watch"}
 	wantRules := map[string][]rbacv1.PolicyRule{
@@ -147,6 +175,10 @@ func checkRBAC(t *testing.T, objs []client.Object, fullname string) {
 			{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}},
 		},
 	}
+	wantEvents := []rbacv1.PolicyRule{{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}}}
+	if arrivals {
+		wantRules[fullname+"-events"] = wantEvents
+	}
 	roles := manifests.All[*rbacv1.ClusterRole](objs)
 	if len(roles) != len(wantRules) {
 		t.Errorf("%d ClusterRoles, want %d", len(roles), len(wantRules))
@@ -156,10 +188,13 @@ func checkRBAC(t *testing.T, objs []client.Object, fullname string) {
 			t.Errorf("ClusterRole %s rules:\n got %+v\nwant %+v", r.Name, r.Rules, want)
 		}
 	}
-	events := named[*rbacv1.Role](t, objs, "default", fullname+"-events")
-	wantEvents := []rbacv1.PolicyRule{{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}}}
-	if !equality.Semantic.DeepEqual(events.Rules, wantEvents) {
-		t.Errorf("Role default/%s rules = %+v, want %+v", events.Name, events.Rules, wantEvents)
+	if n := len(manifests.All[*rbacv1.Role](objs)); arrivals && n != 0 {
+		t.Errorf("%d Roles next to the ClusterRole %s-events, want none", n, fullname)
+	} else if !arrivals {
+		events := named[*rbacv1.Role](t, objs, "default", fullname+"-events")
+		if !equality.Semantic.DeepEqual(events.Rules, wantEvents) {
+			t.Errorf("Role default/%s rules = %+v, want %+v", events.Name, events.Rules, wantEvents)
+		}
 	}
 
 	sa := one[*corev1.ServiceAccount](t, objs)
@@ -173,12 +208,12 @@ func checkRBAC(t *testing.T, objs []client.Object, fullname string) {
 	}
 	for _, b := range manifests.All[*rbacv1.RoleBinding](objs) {
 		bound[b.RoleRef.Name] = true
-		if b.Namespace != "default" || b.RoleRef.Kind != "Role" || b.RoleRef.Name != events.Name || !equality.Semantic.DeepEqual(b.Subjects, guard) {
+		if arrivals || b.Namespace != "default" || b.RoleRef.Kind != "Role" || b.RoleRef.Name != fullname+"-events" || !equality.Semantic.DeepEqual(b.Subjects, guard) {
 			t.Errorf("RoleBinding %s/%s = %+v to %+v", b.Namespace, b.Name, b.RoleRef, b.Subjects)
 		}
 	}
 	for role, want := range map[string]bool{
-		fullname: true, fullname + "-webhook-config": true, events.Name: true,
+		fullname: true, fullname + "-webhook-config": true, fullname + "-events": true,
 		fullname + "-override": false, fullname + "-metrics-reader": false,
 	} {
 		if bound[role] != want {
@@ -316,8 +351,11 @@ func TestRenderFlags(t *testing.T) {
 			[]string{"--zap-log-level=debug", "--zap-encoder=console", "--zap-devel", "--zap-stacktrace-level=panic", "--zap-time-encoding=iso8601"}},
 		{"metrics: {secure: false}", []string{"--metrics-secure=false"}},
 		{"webhook: {clientCA: {configMapName: apiserver-ca}}", []string{"--client-ca-file=/client-ca/ca.crt"}},
+		{"unmeshed: {pods: deny}", []string{"--unmeshed-pods=deny"}},
+		{"unmeshed: {workloads: off}", []string{"--unmeshed-workloads=off"}},
+		{"unmeshed: {pods: 'off', workloads: deny}", []string{"--unmeshed-pods=off", "--unmeshed-workloads=deny"}},
 		// The values' defaults, spelled out, pass nothing.
-		{"config: {sidecarMode: native, allowOverride: true, plaintext: {minRequests: 1, unavailable: allow}, prometheus: {auth: none}}", nil},
+		{"config: {sidecarMode: native, allowOverride: true, plaintext: {minRequests: 1, unavailable: allow}, prometheus: {auth: none}}\nunmeshed: {pods: warn, workloads: warn}", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.values, func(t *testing.T) {
@@ -377,7 +415,7 @@ func TestRenderFlags(t *testing.T) {
 		if args := container(t, objs).Args; !slices.Contains(args, "--webhook-config-name=edge-mtls-guard") {
 			t.Errorf("args = %q, want --webhook-config-name=edge-mtls-guard", args)
 		}
-		checkRBAC(t, objs, "edge-mtls-guard")
+		checkRBAC(t, objs, "edge-mtls-guard", true)
 		_, wh := webhookOf(t, objs)
 		if s := wh.ClientConfig.Service; s == nil || s.Name != "edge-mtls-guard" || s.Namespace != "guard" {
 			t.Errorf("clientConfig.service = %+v", s)
@@ -531,7 +569,8 @@ func TestLint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, values := range []string{"", "global: {aks: true}", "certificates: {mode: generate}", "certificates: {mode: secret}", "metrics: {serviceMonitor: {enabled: true}}"} {
+	for _, values := range []string{"", "global: {aks: true}", "certificates: {mode: generate}", "certificates: {mode: secret}", "metrics: {serviceMonitor: {enabled: true}}",
+		"unmeshed: {pods: off, workloads: off}"} {
 		t.Run(values, func(t *testing.T) {
 			vals, err := Values(values)
 			if err != nil {
@@ -574,6 +613,12 @@ func TestSchemaRejects(t *testing.T) {
 		{"config: {maxCacheStaleness: 15 seconds}", "maxCacheStaleness"},
 		{"image: {digest: latest}", "digest"},
 		{"config: {excludeNamespaces: [Kube_System]}", "excludeNamespaces"},
+		{"webhook: {arrivals: {timeoutSeconds: 3}}", "timeoutSeconds"},
+		{"webhook: {arrivals: {failurePolicy: Fail}}", "failurePolicy"},
+		{"unmeshed: {pods: block}", "pods"},
+		{"unmeshed: {workloads: Warn}", "workloads"},
+		{"unmeshed: {jobs: off}", "jobs"},
+		{"unmeshed: {pods: true}", "pods"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.values, func(t *testing.T) {

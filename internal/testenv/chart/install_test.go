@@ -296,7 +296,10 @@ func TestInstallDenyUninstall(t *testing.T) {
 	}
 	values := map[string]any{
 		"certificates": map[string]any{"mode": "secret", "secret": map[string]any{"caBundle": base64.StdEncoding.EncodeToString(bundle.CACert)}},
-		"webhook":      map[string]any{"url": fmt.Sprintf("https://127.0.0.1:%d%s", port, webhook.Path)},
+		"webhook": map[string]any{
+			"url":      fmt.Sprintf("https://127.0.0.1:%d%s", port, webhook.Path),
+			"arrivals": map[string]any{"url": fmt.Sprintf("https://127.0.0.1:%d%s", port, webhook.ArrivalPath)},
+		},
 	}
 	rel := c.install(t, ReleaseName, ReleaseNamespace, values)
 	if rel.Info.Status != release.StatusDeployed {
@@ -307,7 +310,8 @@ func TestInstallDenyUninstall(t *testing.T) {
 	if err := c.admin.Get(ctx, client.ObjectKey{Name: ReleaseName}, &vwc); err != nil {
 		t.Fatalf("the chart's webhook configuration: %v", err)
 	}
-	if len(vwc.Webhooks) != 1 || vwc.Webhooks[0].Name != webhookName || vwc.Annotations["admissions.enforcer/disabled"] != "true" {
+	if len(vwc.Webhooks) != 2 || vwc.Webhooks[0].Name != webhookName || vwc.Webhooks[1].Name != "arrivals.mtls-guard.io" ||
+		vwc.Annotations["admissions.enforcer/disabled"] != "true" {
 		t.Fatalf("webhook configuration = %+v", vwc)
 	}
 	var deploy appsv1.Deployment

@@ -165,6 +165,16 @@ Secret is kept (lookup), so upgrades do not rotate the CA.
 - --plaintext-unavailable={{ .unavailable }}
 {{- end }}
 {{- end }}
+{{- with include "mtls-guard.action" .Values.unmeshed.pods }}
+{{- if ne . "warn" }}
+- --unmeshed-pods={{ . }}
+{{- end }}
+{{- end }}
+{{- with include "mtls-guard.action" .Values.unmeshed.workloads }}
+{{- if ne . "warn" }}
+- --unmeshed-workloads={{ . }}
+{{- end }}
+{{- end }}
 {{- with $c.log }}
 {{- if .level }}
 - --zap-log-level={{ .level }}
@@ -182,6 +192,16 @@ Secret is kept (lookup), so upgrades do not rotate the CA.
 - --zap-time-encoding={{ .timeEncoding }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* Non-empty when the arrivals webhook is on: unmeshed pods or workloads are not both off. */}}
+{{- define "mtls-guard.arrivals" -}}
+{{- if or (ne (include "mtls-guard.action" .Values.unmeshed.pods) "off") (ne (include "mtls-guard.action" .Values.unmeshed.workloads) "off") -}}true{{- end -}}
+{{- end -}}
+
+{{/* An unmeshed.* action; YAML reads an unquoted off as false. */}}
+{{- define "mtls-guard.action" -}}
+{{- if eq (toString .) "false" -}}off{{- else -}}{{ . }}{{- end -}}
 {{- end -}}
 
 {{/* Non-empty when a client CA is mounted. */}}
