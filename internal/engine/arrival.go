@@ -89,6 +89,18 @@ func DecidePod(c Cluster, pod *corev1.Pod, o Options) (Arrival, error) {
 	if meshed {
 		return a, nil
 	}
+	if reason == mesh.NoSidecar {
+		// istio-cni marks an ambient pod only once its network is set up,
+		// after admission: a pod of an ambient namespace that does not opt
+		// out will be meshed.
+		ns, err := c.Namespace(pod.Namespace)
+		if err != nil {
+			return a, fmt.Errorf("reading namespace %s: %w", pod.Namespace, err)
+		}
+		if mesh.AmbientSelected(ns, pod.Labels) {
+			return a, nil
+		}
+	}
 	a.Unmeshed, a.Reason = true, reason
 	var err error
 	a.UnderStrict, err = namespaceStrict(c, pod.Namespace, o)
@@ -133,7 +145,7 @@ func DecideTemplate(c Cluster, namespace string, t *corev1.PodTemplateSpec, o Op
 		a.Unmeshed, a.Reason = true, mesh.HostNetwork
 	case t.Labels[mesh.InjectKey] == "false" || t.Annotations[mesh.InjectKey] == "false":
 		a.Unmeshed, a.Reason = true, mesh.InjectionDisabled
-	case !mesh.Enrolled(ns):
+	case !mesh.Enrolled(ns) && !mesh.OptsIn(t.Labels):
 		a.Unmeshed, a.Reason = true, mesh.NoSidecar
 	}
 	if !a.Unmeshed {

@@ -37,6 +37,27 @@ func Enrolled(ns *corev1.Namespace) bool {
 	return l[InjectionLabel] == injectionEnabled || l[RevisionLabel] != "" || l[DataplaneModeKey] == ambientDataplane
 }
 
+// OptsIn reports whether a pod's own labels enroll it in the mesh where
+// its namespace does not: a revision label, the injection label set to
+// "true", or the ambient data-plane mode.
+func OptsIn(podLabels map[string]string) bool {
+	return podLabels[RevisionLabel] != "" || podLabels[InjectKey] == "true" || podLabels[DataplaneModeKey] == ambientDataplane
+}
+
+// AmbientSelected reports whether a pod without a sidecar will be
+// redirected by ambient: its namespace, or its own label, selects the
+// ambient data plane and the pod does not opt out
+// (istio.io/dataplane-mode=none).
+func AmbientSelected(ns *corev1.Namespace, podLabels map[string]string) bool {
+	switch podLabels[DataplaneModeKey] {
+	case ambientDataplane:
+		return true
+	case "none":
+		return false
+	}
+	return ns != nil && ns.Labels[DataplaneModeKey] == ambientDataplane
+}
+
 // Reason says why a pod is unmeshed. The strings are part of the guard's
 // output contract.
 type Reason string

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	neturl "net/url"
 	"path/filepath"
 	"time"
 
@@ -99,13 +100,22 @@ func InstallRBAC(ctx context.Context, c client.Client) (*Deploy, error) {
 }
 
 // RegisterWebhook installs deploy/'s webhook configuration with only the
-// client config rewritten to url, then waits until the API server calls
-// the guard: a server-side dry run of STRICT next to an unmeshed pod in a
-// probe namespace is denied.
+// client config rewritten to the guard at url (each webhook keeps its own
+// path), then waits until the API server calls the guard: a server-side
+// dry run of STRICT next to an unmeshed pod in a probe namespace is denied.
 func RegisterWebhook(ctx context.Context, c client.Client, d *Deploy, url string, caBundle []byte) error {
+	base, err := neturl.Parse(url)
+	if err != nil {
+		return fmt.Errorf("parsing the guard's URL: %w", err)
+	}
 	vwc := d.Webhook.DeepCopy()
 	for i := range vwc.Webhooks {
-		vwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle}
+		u := *base
+		if svc := vwc.Webhooks[i].ClientConfig.Service; svc != nil && svc.Path != nil {
+			u.Path = *svc.Path
+		}
+		hook := u.String()
+		vwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &hook, CABundle: caBundle}
 	}
 	if err := c.Create(ctx, vwc); err != nil {
 		return fmt.Errorf("registering the webhook configuration: %w", err)
@@ -124,7 +134,7 @@ func RegisterWebhook(ctx context.Context, c client.Client, d *Deploy, url string
 	strict := &securityv1.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Namespace: probe, Name: "probe"}}
 	strict.Spec.Mtls = &apisecurity.PeerAuthentication_MutualTLS{Mode: apisecurity.PeerAuthentication_MutualTLS_STRICT}
 	var last error
-	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		last = c.Create(ctx, strict.DeepCopy(), client.DryRunAll)
 		return last != nil && apierrors.IsForbidden(last), nil
 	})
