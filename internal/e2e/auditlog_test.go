@@ -56,7 +56,9 @@ func (e auditEvent) guardAnnotations() map[string]string {
 }
 
 // auditLog reads the API server's audit log as it grows: the events at
-// stage ResponseComplete, in order.
+// stage ResponseComplete, in order, and watches at ResponseStarted (an
+// informer's watch may outlive the test; client-go's watch-list streams
+// the initial objects through it instead of a LIST).
 type auditLog struct {
 	path string
 
@@ -92,7 +94,7 @@ func (a *auditLog) refresh() error {
 	}
 	for _, line := range bytes.Split(data[:last+1], []byte{'\n'}) {
 		var ev auditEvent
-		if len(line) == 0 || json.Unmarshal(line, &ev) != nil || ev.Stage != "ResponseComplete" {
+		if len(line) == 0 || json.Unmarshal(line, &ev) != nil || (ev.Stage != "ResponseComplete" && (ev.Stage != "ResponseStarted" || ev.Verb != "watch")) {
 			continue
 		}
 		a.byID[ev.AuditID] = len(a.events)
