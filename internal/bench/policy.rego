@@ -1,4 +1,4 @@
-# The guard's decision (docs: shared/spec/decision-rules.md) written as a
+# The guard's decision (docs/decision-rules.md) written as a
 # Gatekeeper-style Rego policy, the peer that the benchmark runs next to the
 # guard. input.review is the admission request, input.parameters the
 # constraint's parameters, and data.inventory what Gatekeeper's sync puts

@@ -29,7 +29,7 @@ import (
 // FuzzDecide builds a small random cluster and one change to a policy from
 // the fuzz bytes, decides it with engine.Decide on a Snapshot, and checks
 // the decision against an independent, deliberately naive reading of the
-// decision rules (docs: /work/shared/spec/decision-rules.md):
+// decision rules (docs/decision-rules.md):
 //
 //   - Decide never errors on a Snapshot;
 //   - an invalid CREATE or UPDATE is denied as invalid;
