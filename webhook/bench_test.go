@@ -8,13 +8,11 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/index"
@@ -60,11 +58,6 @@ func ssaReview(b *testing.B, obj map[string]any) []byte {
 // pods, JSON log line, metrics, answer) for a namespace-wide STRICT that
 // is denied.
 func BenchmarkServeHTTP(b *testing.B) {
-	b.Run("library", func(b *testing.B) { benchServeHTTP(b, webhook.NewHTTPHandler) })
-	b.Run("handwritten", func(b *testing.B) { benchServeHTTP(b, webhook.OldHTTPHandler) })
-}
-
-func benchServeHTTP(b *testing.B, newHandler func(admission.Handler, logr.Logger) http.Handler) {
 	gen := clustergen.New(clustergen.Config{Pods: 10000, Namespaces: 100})
 	ix := index.New(engine.DefaultOptions())
 	for _, o := range gen.Objects() {
@@ -72,7 +65,7 @@ func benchServeHTTP(b *testing.B, newHandler func(admission.Handler, logr.Logger
 	}
 	log := zap.New(zap.WriteTo(io.Discard))
 	h := &webhook.Handler{Decide: ix.Decide, Options: engine.DefaultOptions(), Log: log}
-	srv := newHandler(h, log)
+	srv := webhook.NewHTTPHandler(h, log)
 	obj := map[string]any{
 		"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
 		"metadata": map[string]any{
