@@ -13,6 +13,7 @@ FUZZTARGETS := \
 	./webhook:FuzzHandle \
 	./internal/policy:FuzzDecode \
 	./internal/engine:FuzzDecide \
+	./internal/engine:FuzzArrival \
 	./internal/input:FuzzDecode
 
 .PHONY: fuzz
