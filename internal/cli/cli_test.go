@@ -406,7 +406,7 @@ func TestReportJSONContract(t *testing.T) {
 		t.Fatal("no namespaces")
 	}
 	for _, ns := range out.Namespaces {
-		if got, want := jsonKeys(t, ns), []string{"namespace", "mode", "meshed", "unmeshed", "unmeshedWorkloads", "strictAdmitted"}; !slices.Equal(got, want) {
+		if got, want := jsonKeys(t, ns), []string{"namespace", "mode", "meshed", "unmeshed", "unmeshedWorkloads", "strictAdmitted", "strictNow", "unmeshedUnderStrict"}; !slices.Equal(got, want) {
 			t.Errorf("keys %v, want %v", got, want)
 		}
 		if strings.Contains(string(ns), "null") {

@@ -23,8 +23,11 @@ import (
 const reportLong = `Shows, per namespace, the effective namespace-level mTLS mode, the meshed
 and unmeshed pods, and whether a namespace-wide STRICT policy would be
 admitted now (an UPDATE of the namespace-wide policy Istio applies, where
-there is one). Excluded namespaces are left out. Overrides never count here:
---allow-override is accepted only so that check and report share flags.
+there is one). Then the drift: the unmeshed pods, by workload, of the
+namespaces where some counted pod is already STRICT on some port, whose
+plaintext calls to those pods are refused now. Excluded namespaces are left
+out. Overrides never count here: --allow-override is accepted only so that
+check and report share flags.
 Exit status: 0, or 2 on unusable input or usage.`
 
 // reportPolicyName names the hypothetical STRICT policy the report decides
@@ -85,36 +88,55 @@ type report struct {
 type namespaceRow struct {
 	*engine.NamespaceStatus
 	strictAdmitted bool
+	// strictNow says some counted pod of the namespace is STRICT on some
+	// port now (engine.NamespaceStrict).
+	strictNow bool
+}
+
+// drift returns the unmeshed workloads under STRICT now (rule 3b): every
+// unmeshed workload of a namespace where STRICT holds; never nil.
+func (r namespaceRow) drift() []engine.Workload {
+	if !r.strictNow {
+		return []engine.Workload{}
+	}
+	return r.Workloads
 }
 
 func buildReport(cl *input.Cluster, o engine.Options) (*report, error) {
 	st := newStore(cl, o)
-	// The index does not expose its view as an engine.Cluster, which the
-	// description reads; until it does, a snapshot of the same objects
-	// stands in for it there. Decisions go through the index.
-	view := engine.NewSnapshot()
-	for _, obj := range cl.Objects {
-		view.Add(obj)
-	}
-	meshMode, err := engine.MeshMode(view, o)
+	r := &report{}
+	// Describe every namespace on one consistent view of the index; the
+	// decisions below take its lock themselves.
+	err := st.ix.View(func(view engine.Cluster) error {
+		var err error
+		if r.meshMode, err = engine.MeshMode(view, o); err != nil {
+			return err
+		}
+		for _, ns := range namespaceNames(cl) {
+			if o.Excluded(ns) {
+				r.excluded = append(r.excluded, ns)
+				continue
+			}
+			desc, err := engine.DescribeNamespace(view, ns, o)
+			if err != nil {
+				return fmt.Errorf("namespace %s: %w", ns, err)
+			}
+			strict, err := engine.NamespaceStrict(view, ns, o)
+			if err != nil {
+				return fmt.Errorf("namespace %s: %w", ns, err)
+			}
+			r.namespaces = append(r.namespaces, namespaceRow{NamespaceStatus: desc, strictNow: strict})
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	r := &report{meshMode: meshMode}
-	for _, ns := range namespaceNames(cl) {
-		if o.Excluded(ns) {
-			r.excluded = append(r.excluded, ns)
-			continue
+	for i := range r.namespaces {
+		row := &r.namespaces[i]
+		if row.strictAdmitted, err = st.strictAdmitted(row.NamespaceStatus); err != nil {
+			return nil, fmt.Errorf("namespace %s: %w", row.Namespace, err)
 		}
-		desc, err := engine.DescribeNamespace(view, ns, o)
-		if err != nil {
-			return nil, fmt.Errorf("namespace %s: %w", ns, err)
-		}
-		admitted, err := st.strictAdmitted(desc)
-		if err != nil {
-			return nil, fmt.Errorf("namespace %s: %w", ns, err)
-		}
-		r.namespaces = append(r.namespaces, namespaceRow{NamespaceStatus: desc, strictAdmitted: admitted})
 	}
 	return r, nil
 }
@@ -180,18 +202,25 @@ type namespaceOutput struct {
 	Unmeshed          int               `json:"unmeshed"`
 	UnmeshedWorkloads []engine.Workload `json:"unmeshedWorkloads"`
 	StrictAdmitted    bool              `json:"strictAdmitted"`
+	// StrictNow: some counted pod is STRICT on some port now.
+	StrictNow bool `json:"strictNow"`
+	// UnmeshedUnderStrict is the drift: the unmeshed workloads when
+	// StrictNow, else empty.
+	UnmeshedUnderStrict []engine.Workload `json:"unmeshedUnderStrict"`
 }
 
 func (r *report) json() reportOutput {
 	out := reportOutput{Namespaces: make([]namespaceOutput, 0, len(r.namespaces))}
 	for _, ns := range r.namespaces {
 		out.Namespaces = append(out.Namespaces, namespaceOutput{
-			Namespace:         ns.Namespace,
-			Mode:              ns.Mode.String(),
-			Meshed:            ns.Meshed,
-			Unmeshed:          ns.Unmeshed,
-			UnmeshedWorkloads: workloads(ns.Workloads),
-			StrictAdmitted:    ns.strictAdmitted,
+			Namespace:           ns.Namespace,
+			Mode:                ns.Mode.String(),
+			Meshed:              ns.Meshed,
+			Unmeshed:            ns.Unmeshed,
+			UnmeshedWorkloads:   workloads(ns.Workloads),
+			StrictAdmitted:      ns.strictAdmitted,
+			StrictNow:           ns.strictNow,
+			UnmeshedUnderStrict: workloads(ns.drift()),
 		})
 	}
 	return out
@@ -209,18 +238,11 @@ func (r *report) writeText(w io.Writer, o engine.Options) {
 			if ns.strictAdmitted {
 				strict = "admitted"
 			}
-			names := make([]string, 0, len(ns.Workloads))
-			for _, wl := range ns.Workloads {
-				names = append(names, wl.Kind+"/"+wl.Name)
-			}
-			list := "-"
-			if len(names) > 0 {
-				list = joinMax(names, ", ", maxWorkloadsShown)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", oneLine(ns.Namespace), ns.Mode, ns.Meshed, ns.Unmeshed, strict, oneLine(list))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", oneLine(ns.Namespace), ns.Mode, ns.Meshed, ns.Unmeshed, strict, workloadList(ns.Workloads))
 		}
 		tw.Flush()
 	}
+	drifting := r.writeDrift(w)
 	admitted := 0
 	for _, ns := range r.namespaces {
 		if ns.strictAdmitted {
@@ -231,7 +253,49 @@ func (r *report) writeText(w io.Writer, o engine.Options) {
 	fmt.Fprintf(w, "\nsummary: %d %s, %d %s namespace-wide STRICT now, %d would deny it\n",
 		len(r.namespaces), plural(len(r.namespaces), "namespace", "namespaces"),
 		admitted, plural(admitted, "admits", "admit"), denied)
+	if drifting > 0 {
+		fmt.Fprintf(w, "drift: %d %s unmeshed pods under STRICT now\n", drifting, plural(drifting, "namespace has", "namespaces have"))
+	}
 	if len(r.excluded) > 0 {
 		fmt.Fprintf(w, "excluded, not counted: %s\n", oneLine(strings.Join(r.excluded, ", ")))
 	}
+}
+
+// writeDrift writes the namespaces with unmeshed pods under STRICT now,
+// if any, and returns how many there are.
+func (r *report) writeDrift(w io.Writer) int {
+	var rows []namespaceRow
+	for _, ns := range r.namespaces {
+		if len(ns.drift()) > 0 {
+			rows = append(rows, ns)
+		}
+	}
+	if len(rows) == 0 {
+		return 0
+	}
+	fmt.Fprintln(w, "\nunmeshed under STRICT now (their plaintext calls to the STRICT pods are refused):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tPODS\tWORKLOADS")
+	for _, ns := range rows {
+		pods := 0
+		for _, wl := range ns.drift() {
+			pods += len(wl.Pods)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", oneLine(ns.Namespace), pods, workloadList(ns.drift()))
+	}
+	tw.Flush()
+	return len(rows)
+}
+
+// workloadList names workloads as Kind/name, at most maxWorkloadsShown,
+// on one line; "-" for none.
+func workloadList(ws []engine.Workload) string {
+	if len(ws) == 0 {
+		return "-"
+	}
+	names := make([]string, 0, len(ws))
+	for _, wl := range ws {
+		names = append(names, wl.Kind+"/"+wl.Name)
+	}
+	return oneLine(joinMax(names, ", ", maxWorkloadsShown))
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
@@ -94,5 +95,51 @@ func TestPrintable(t *testing.T) {
 	}
 	if got := oneLine("a\n  b\x1b"); got != `a b\x1b` {
 		t.Errorf("oneLine() = %q", got)
+	}
+}
+
+// TestDrift: the report lists, per namespace, the unmeshed workloads under
+// STRICT now (rule 3b): where a namespace-wide or a workload policy makes
+// some counted pod STRICT, and nowhere else.
+func TestDrift(t *testing.T) {
+	cl, err := input.LoadFiles([]string{reportCluster}, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := buildReport(cl, engine.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		strictNow bool
+		drift     []string // Kind/name
+	}{
+		"payments":   {true, []string{"CronJob/settle"}}, // namespace-wide STRICT
+		"orders":     {true, []string{"Pod/debug"}},      // a workload policy's STRICT pod next to it
+		"ambient":    {true, nil},                        // STRICT, its only unmeshed pod exempt
+		"istio-demo": {false, nil},                       // unmeshed, but nothing STRICT yet
+		"legacy":     {false, nil},
+		"quiet":      {false, nil},
+		"shop":       {false, nil}, // DISABLE
+	}
+	if len(rep.namespaces) != len(tests) {
+		t.Errorf("%d rows, want %d", len(rep.namespaces), len(tests))
+	}
+	for _, row := range rep.namespaces {
+		want, ok := tests[row.Namespace]
+		if !ok {
+			t.Errorf("unexpected row %s", row.Namespace)
+			continue
+		}
+		var got []string
+		for _, w := range row.drift() {
+			got = append(got, w.Kind+"/"+w.Name)
+		}
+		if row.strictNow != want.strictNow || !slices.Equal(got, want.drift) {
+			t.Errorf("%s: strictNow %v, drift %v; want %v, %v", row.Namespace, row.strictNow, got, want.strictNow, want.drift)
+		}
+		if row.drift() == nil {
+			t.Errorf("%s: drift() is nil, want an empty list", row.Namespace)
+		}
 	}
 }
