@@ -90,11 +90,22 @@ func sanitizeSpec(doc map[string]any) []string {
 		problems = append(problems, emptyPortsProblem)
 	}
 	for _, key := range sortedKeys(plm) {
-		port, err := strconv.ParseInt(key, 10, 64)
+		port, err := parsePort(key)
 		if err != nil || port < 1 || port > 65535 {
 			problems = append(problems, fmt.Sprintf("spec.portLevelMtls: port %q is outside 1..65535", key))
 			delete(plm, key)
 			continue
+		}
+		if canonical := strconv.FormatUint(port, 10); canonical != key {
+			// " 80" is port 80 to Istio's decoder, as to this one.
+			if _, dup := plm[canonical]; dup {
+				problems = append(problems, fmt.Sprintf("spec.portLevelMtls: port %d appears twice", port))
+				delete(plm, key)
+				continue
+			}
+			plm[canonical] = plm[key]
+			delete(plm, key)
+			key = canonical
 		}
 		if m, ok := plm[key].(map[string]any); ok {
 			if msg := checkMode(m); msg != "" {
@@ -129,6 +140,14 @@ func checkMode(m map[string]any) string {
 		return fmt.Sprintf("mode must be a string, got %T", v)
 	}
 	return ""
+}
+
+// parsePort reads a portLevelMtls key as Istio's decoder (jsonpb) does:
+// a JSON number, blanks around it allowed.
+func parsePort(key string) (uint64, error) {
+	var port uint64
+	err := json.Unmarshal([]byte(key), &port)
+	return port, err
 }
 
 func sortedKeys(m map[string]any) []string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	apisecurity "istio.io/api/security/v1beta1"
@@ -63,6 +64,9 @@ func agreeWithTyped(t *testing.T, data []byte, p *policy.Policy) {
 		return // the typed path refuses what Decode read; nothing to compare
 	}
 	typed := policy.FromV1(&pa)
+	if slices.ContainsFunc(p.Problems, func(s string) bool { return strings.HasSuffix(s, "appears twice") }) {
+		return // the typed path keeps one of two spellings of a port, at random
+	}
 	if typed.Valid() != p.Valid() {
 		t.Fatalf("Decode and FromV1 disagree on validity:\nDecode: %+v\nFromV1: %+v", p, typed)
 	}
