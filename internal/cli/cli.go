@@ -12,13 +12,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
@@ -30,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/evidence"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/input"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
@@ -92,6 +96,8 @@ type commonOptions struct {
 	exclude       []string
 	allowOverride bool
 	output        string
+	// evidence is plaintext evidence from Prometheus, read once per run.
+	evidence evidence.Config
 }
 
 // newLiveReader returns what reads the live cluster; tests replace it.
@@ -113,6 +119,9 @@ func (c *commonOptions) addFlags(cmd *cobra.Command) {
 	fs.StringSliceVar(&c.exclude, "exclude-namespaces", strings.Split(engine.DefaultExcludedNamespaces, ","), "namespaces whose pods are never counted (the root namespace and $POD_NAMESPACE always are)")
 	fs.BoolVar(&c.allowOverride, "allow-override", true, "honour the mtls-guard.io/override-reason annotation")
 	fs.StringVarP(&c.output, "output", "o", formatText, "output format: text or json")
+	gfs := flag.NewFlagSet(cmd.Name(), flag.ContinueOnError)
+	c.evidence.AddFlags(gfs)
+	fs.AddGoFlagSet(gfs)
 	c.config.AddFlags(fs)
 }
 
@@ -150,6 +159,19 @@ func (c *commonOptions) options(cmd *cobra.Command) (engine.Options, error) {
 	o, err := engine.NewOptions(c.root, sidecar, excluded, os.Getenv(podNamespaceEnv), c.allowOverride)
 	if err != nil {
 		return engine.Options{}, fmt.Errorf("invalid options: %w", err)
+	}
+	if c.evidence.Enabled() {
+		// One refresh for the run; a failure makes the evidence
+		// unavailable, which the decisions then say.
+		r, err := evidence.New(c.evidence, logr.Discard())
+		if err != nil {
+			return engine.Options{}, err
+		}
+		_ = r.Refresh(cmd.Context())
+		o.Plaintext = func() (*evidence.Snapshot, error) { return r.Current(time.Now()) }
+		o.DenyWithoutEvidence = c.evidence.Unavailable == evidence.UnavailableDeny
+	} else if err := c.evidence.Validate(); err != nil {
+		return engine.Options{}, err
 	}
 	return o, nil
 }
