@@ -1,10 +1,11 @@
 package plaintext
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -47,28 +48,44 @@ func (e auditEvent) guard() map[string]string {
 	return out
 }
 
-// auditLog is the API server's audit log (JSON lines). The suite's log
-// stays small, so each look reads it whole.
-type auditLog struct{ path string }
+// auditLog reads the API server's audit log (JSON lines) as it grows.
+type auditLog struct {
+	path string
 
-// events returns the events at stage ResponseComplete, in order.
+	mu      sync.Mutex
+	offset  int64  // bytes read so far
+	partial []byte // a last line not yet complete
+	all     []auditEvent
+}
+
+// events returns the events at stage ResponseComplete so far, in order,
+// after reading what was appended since the last call.
 func (a *auditLog) events() ([]auditEvent, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	f, err := os.Open(a.path)
 	if err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	defer f.Close()
-	var out []auditEvent
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
-	for sc.Scan() {
+	if _, err := f.Seek(a.offset, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("reading the audit log: %w", err)
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading the audit log: %w", err)
+	}
+	a.offset += int64(len(data))
+	data = append(a.partial, data...)
+	last := bytes.LastIndexByte(data, '\n')
+	a.partial = append([]byte(nil), data[last+1:]...)
+	for _, line := range bytes.Split(data[:last+1], []byte{'\n'}) {
 		var ev auditEvent
-		// The last line may be half written: skipped, read next time.
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Stage == "ResponseComplete" {
-			out = append(out, ev)
+		if len(line) > 0 && json.Unmarshal(line, &ev) == nil && ev.Stage == "ResponseComplete" {
+			a.all = append(a.all, ev)
 		}
 	}
-	return out, sc.Err()
+	return a.all[:len(a.all):len(a.all)], nil
 }
 
 // mark is the number of events so far; find looks only after it.

@@ -46,13 +46,23 @@ func setupSeed(ctx context.Context) error {
 	if _, err := runKubectl(seed.RunCaller...); err != nil {
 		return err
 	}
-	if err := seed.Request(ctx, suite.exporter, suite.prometheus.URL, istiometrics.Unknown, seed.WebWorkload, 1); err != nil {
+	if err := requestWeb(ctx); err != nil {
 		return err
 	}
 	if _, err := runKubectl(seed.DeleteCaller...); err != nil {
 		return err
 	}
 	return seed.WaitCallerGone(ctx, suite.admin)
+}
+
+// requestWeb makes one more plaintext request from outside the mesh to
+// web visible to Prometheus, and counts it.
+func requestWeb(ctx context.Context) error {
+	if err := seed.Request(ctx, suite.exporter, suite.prometheus.URL, istiometrics.Unknown, seed.WebWorkload, 1); err != nil {
+		return err
+	}
+	suite.webRequests++
+	return nil
 }
 
 // kubectlResult is what a run of the real kubectl printed and returned.

@@ -50,6 +50,9 @@ var suite struct {
 	exporter    *istiometrics.Exporter
 	target      string // the exporter's host:port
 	prometheus  *testenv.Prometheus
+	// webRequests counts the plaintext requests to web so far: the seed's
+	// one, and one per run of TestWindowPassed.
+	webRequests int
 	// guard is the one guard the webhook configuration points at; only
 	// one runs at a time, so that every answer is known to be its own.
 	guard *guard
@@ -258,10 +261,8 @@ func launchGuard(ctx context.Context, flags []string) (*guard, error) {
 		g.err = server.Main(runCtx, args, os.Stderr)
 	}()
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		select {
-		case <-g.done:
+		if g.exited() {
 			return false, fmt.Errorf("guard exited before it was ready: %w", g.err)
-		default:
 		}
 		return testenv.Ready(ctx, g.probePort)
 	})
@@ -278,17 +279,30 @@ func (g *guard) stop() {
 	<-g.done
 }
 
+// exited reports whether server.Main returned.
+func (g *guard) exited() bool {
+	select {
+	case <-g.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // useGuard makes the webhook call a guard with these evidence flags: the
 // running one if its flags are the same, else a new one, after the old
 // one has stopped. It returns when the API server has called the new
 // guard, so every guard decision that follows is that guard's.
 func useGuard(t *testing.T, flags ...string) {
 	t.Helper()
-	if slices.Equal(suite.guard.flags, flags) {
+	if suite.guard != nil && !suite.guard.exited() && slices.Equal(suite.guard.flags, flags) {
 		return
 	}
 	ctx := context.Background()
-	suite.guard.stop()
+	if suite.guard != nil {
+		suite.guard.stop()
+		suite.guard = nil
+	}
 	g, err := launchGuard(ctx, flags)
 	if err != nil {
 		t.Fatalf("starting a guard with %v: %v", flags, err)

@@ -2,6 +2,7 @@ package plaintext
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,10 +29,11 @@ const web = seed.Namespace + "/Deployment/" + seed.Server
 // by Prometheus, makes `kubectl apply` of STRICT fail.
 func TestSeedStory(t *testing.T) {
 	useGuard(t, defaultFlags()...)
-	// Wait until the guard's evidence has settled on the one request
-	// (increase() reads high right after a scrape).
+	// Wait until the guard's evidence has settled on the requests made
+	// (increase() reads high right after a scrape): the seed's one, unless
+	// -count repeats the suite.
 	eventually(t, suite.admin, strict(seed.Namespace, "default"), webhook.OutcomeDenied, time.Minute,
-		deniedFor(web, "1 plaintext request in the last 10m", "(from: unknown)"))
+		deniedFor(web, fmt.Sprintf("Deployment/web: %d plaintext request", suite.webRequests), "in the last 10m (from: unknown)"))
 
 	manifest := filepath.Join(t.TempDir(), "strict.yaml")
 	if err := os.WriteFile(manifest, []byte(seed.StrictYAML), 0o600); err != nil {
@@ -158,7 +160,7 @@ func overrideRole(t *testing.T) string {
 // the window.
 func TestWindowPassed(t *testing.T) {
 	useGuard(t, evidenceFlags(suite.prometheus.URL, "20s", "allow")...)
-	if err := seed.Request(context.Background(), suite.exporter, suite.prometheus.URL, istiometrics.Unknown, seed.WebWorkload, 1); err != nil {
+	if err := requestWeb(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	p := strict(seed.Namespace, "default")
