@@ -296,6 +296,8 @@ func startGuard(ctx context.Context, env *testenv.Env, dir string) (*guardProces
 		"--port", fmt.Sprint(port),
 		"--cert-dir", certDir,
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
+		// Plain HTTP on loopback: the bench reads the latency histograms.
+		"--metrics-secure=false",
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort),
 		"--graceful-shutdown-timeout", "5s",
 	)
@@ -358,6 +360,11 @@ func (g *guardProcess) metrics(ctx context.Context) (map[string]*dto.MetricFamil
 // handling reads the count and the sum of the guard's webhook latency
 // histogram: how many requests its handler served, and in how long.
 func (g *guardProcess) handling(ctx context.Context) (count uint64, sum float64, err error) {
+	return g.handlingAt(ctx, webhook.Path)
+}
+
+// handlingAt is handling for the webhook served at path.
+func (g *guardProcess) handlingAt(ctx context.Context, path string) (count uint64, sum float64, err error) {
 	families, err := g.metrics(ctx)
 	if err != nil {
 		return 0, 0, err
@@ -365,7 +372,7 @@ func (g *guardProcess) handling(ctx context.Context) (count uint64, sum float64,
 	if f := families["controller_runtime_webhook_latency_seconds"]; f != nil {
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "webhook" && l.GetValue() == webhook.Path {
+				if l.GetName() == "webhook" && l.GetValue() == path {
 					return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(), nil
 				}
 			}
@@ -468,6 +475,9 @@ func endToEnd(ctx context.Context, c config, env *testenv.Env, admin client.Clie
 	fmt.Fprintln(out, "   the rest of the added time is the API server's side of the webhook call, on the same CPUs")
 	for _, n := range notes {
 		fmt.Fprintln(out, n)
+	}
+	if c.podCreates {
+		return podCreates(ctx, c, env.Config, gen, g, register, deregister, out)
 	}
 	return nil
 }

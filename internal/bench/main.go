@@ -10,7 +10,8 @@
 //   - end to end: concurrent server-side dry-run applies of
 //     PeerAuthentications through the API server, without and with the
 //     guard registered as its webhook, with the guard's cache holding the
-//     cluster's pods.
+//     cluster's pods; then pod CREATEs that the arrivals webhook warns
+//     about (-pod-creates), alternating the same way.
 //
 // It is a separate module so that OPA never becomes a dependency of the
 // guard. Everything listens on 127.0.0.1 and every loop is bounded.
@@ -57,6 +58,8 @@ type config struct {
 	workers       int
 	quietWorkers  int
 	skipOPA       bool
+	podCreates    bool
+	podDuration   time.Duration
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -73,11 +76,16 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.workers, "workers", 8, "concurrent clients of the end-to-end load")
 	fs.IntVar(&c.quietWorkers, "quiet-workers", 1, "clients of the quiet end-to-end load, run first, which leaves the CPUs idle to show the latency the guard adds rather than its CPU under saturation; 0 skips it")
 	fs.BoolVar(&c.skipOPA, "skip-opa", false, "leave out the Rego peer")
+	fs.BoolVar(&c.podCreates, "pod-creates", true, "after the end-to-end load, time pod CREATEs without and with the arrivals webhook (rule 3b)")
+	fs.DurationVar(&c.podDuration, "pod-duration", 8*time.Second, "how long each pod-create row is timed, over all its rounds")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if c.e2eRounds < 1 || c.e2eDuration < time.Duration(c.e2eRounds)*time.Second {
 		return c, fmt.Errorf("-e2e-rounds=%d and -e2e-duration=%s: want at least one round, of a second at least", c.e2eRounds, c.e2eDuration)
+	}
+	if c.podCreates && c.podDuration < time.Duration(c.e2eRounds)*time.Second {
+		return c, fmt.Errorf("-e2e-rounds=%d and -pod-duration=%s: want rounds of a second at least", c.e2eRounds, c.podDuration)
 	}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
