@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mtls-guard/mtls-guard/internal/demo/seed"
@@ -65,7 +66,11 @@ func TestSeedStory(t *testing.T) {
 func TestKnownSourceNamed(t *testing.T) {
 	useGuard(t, defaultFlags()...)
 	const ns = "shop"
-	create(t, nsObject(ns))
+	// Kept when the test ends: without a namespace controller a deleted
+	// namespace would stay terminating and refuse a repeated run's pods.
+	if err := suite.admin.Create(context.Background(), nsObject(ns)); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
 	create(t, meshedDeploymentPod(ns, "orders"))
 	curl := istiometrics.Workload{Namespace: "default", Name: "curl"}
 	if err := seed.Request(context.Background(), suite.exporter, suite.prometheus.URL, curl, istiometrics.Workload{Namespace: ns, Name: "orders"}, 2); err != nil {
