@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,8 +92,16 @@ func createAs(obj client.Object, opts ...client.CreateOption) request {
 	})
 }
 
+// namespaces numbers the tests' namespaces, so that -count repeats them
+// on the same control plane (and the guard's per-workload Event
+// deduplication never spans two runs).
+var namespaces atomic.Int64
+
+// namespace creates a fresh namespace named after name and returns its
+// name.
 func namespace(t *testing.T, name string, labels map[string]string) string {
 	t.Helper()
+	name = fmt.Sprintf("%s-%d", name, namespaces.Add(1))
 	create(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})
 	return name
 }
