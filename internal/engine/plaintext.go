@@ -2,9 +2,9 @@ package engine
 
 import (
 	"cmp"
-	"fmt"
 	"iter"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,26 +27,49 @@ type PlaintextWorkload struct {
 
 // String renders "Kind/name: 3 plaintext requests in the last 24h (from: unknown)".
 func (w PlaintextWorkload) String(window time.Duration) string {
-	var counts []string
-	if w.Requests > 0 {
-		counts = append(counts, fmt.Sprintf("%d plaintext %s", w.Requests, plural(int(min(w.Requests, 2)), "request", "requests")))
-	}
-	if w.Connections > 0 {
-		counts = append(counts, fmt.Sprintf("%d plaintext TCP %s", w.Connections, plural(int(min(w.Connections, 2)), "connection", "connections")))
-	}
-	return fmt.Sprintf("%s/%s: %s in the last %s (from: %s)", w.Kind, w.Name, strings.Join(counts, " and "), shortDuration(window),
-		listNames(w.Sources, 3))
+	var b strings.Builder
+	w.write(&b, shortDuration(window))
+	return b.String()
 }
 
-// shortDuration renders 24h0m0s as 24h and 1h30m0s as 1h30m.
+// write renders w into b, without fmt: a denial may list many.
+func (w PlaintextWorkload) write(b *strings.Builder, window string) {
+	b.WriteString(w.Kind)
+	b.WriteByte('/')
+	b.WriteString(w.Name)
+	b.WriteString(": ")
+	count := func(n int64, one, many string) {
+		b.WriteString(strconv.FormatInt(n, 10))
+		if n == 1 {
+			b.WriteString(one)
+		} else {
+			b.WriteString(many)
+		}
+	}
+	if w.Requests > 0 {
+		count(w.Requests, " plaintext request", " plaintext requests")
+	}
+	if w.Connections > 0 {
+		if w.Requests > 0 {
+			b.WriteString(" and ")
+		}
+		count(w.Connections, " plaintext TCP connection", " plaintext TCP connections")
+	}
+	b.WriteString(" in the last ")
+	b.WriteString(window)
+	b.WriteString(" (from: ")
+	b.WriteString(listNames(w.Sources, 3))
+	b.WriteByte(')')
+}
+
+// shortDuration renders 24h0m0s as 24h, 1h30m0s as 1h30m and 20s as 20s.
 func shortDuration(d time.Duration) string {
 	s := d.String()
-	s = strings.TrimSuffix(s, "0s")
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
 	if strings.HasSuffix(s, "h0m") {
 		s = strings.TrimSuffix(s, "0m")
-	}
-	if s == "" {
-		return "0s"
 	}
 	return s
 }
@@ -99,17 +122,21 @@ func sortPlaintext(ws []PlaintextWorkload) {
 // then "and N more", with their namespace when they span several.
 func listPlaintext(ws []PlaintextWorkload, window time.Duration, max int, indent string) string {
 	var b strings.Builder
+	win := shortDuration(window)
 	many := len(ws) > 0 && ws[0].Namespace != ws[len(ws)-1].Namespace
 	for i, w := range ws {
-		if i == max {
-			fmt.Fprintf(&b, "%sand %d more\n", indent, len(ws)-max)
-			break
+		if i > 0 {
+			b.WriteByte('\n')
 		}
 		b.WriteString(indent)
+		if i == max {
+			b.WriteString("and " + strconv.Itoa(len(ws)-max) + " more")
+			break
+		}
 		if many {
 			b.WriteString(w.Namespace + "/")
 		}
-		b.WriteString(w.String(window) + "\n")
+		w.write(&b, win)
 	}
-	return strings.TrimSuffix(b.String(), "\n")
+	return b.String()
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"testing"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -143,4 +144,15 @@ var plaintextCases = []decideCase{
 		opts:    withoutEvidence(true),
 		allowed: true, scope: NamespaceWide,
 	},
+}
+
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		24 * time.Hour: "24h", 90 * time.Minute: "1h30m", 20 * time.Second: "20s", 30 * time.Second: "30s",
+		90 * time.Second: "1m30s", 5 * time.Minute: "5m", time.Hour + time.Second: "1h0m1s", 0: "0s",
+	} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
+		}
+	}
 }
