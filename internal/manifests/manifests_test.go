@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,7 +26,7 @@ import (
 const (
 	ns          = "mtls-guard"
 	name        = "mtls-guard"
-	image       = "ghcr.io/mtls-guard/mtls-guard:latest"
+	image       = "ghcr.io/mtls-guard/mtls-guard:v0.2.0" // a versioned tag, never latest
 	secretName  = "mtls-guard-serving-cert"
 	webhookPath = "/validate-security-istio-io-v1-peerauthentication"
 	aksArg      = "--root-namespace=aks-istio-system"
@@ -98,7 +99,13 @@ func checkInventory(t *testing.T, objs []client.Object, certManager bool) {
 	t.Helper()
 	want := []string{
 		"ClusterRole//mtls-guard",
+		"ClusterRole//mtls-guard-events",
+		"ClusterRole//mtls-guard-metrics-reader",
+		"ClusterRole//mtls-guard-override",
+		"ClusterRole//mtls-guard-webhook-config",
 		"ClusterRoleBinding//mtls-guard",
+		"ClusterRoleBinding//mtls-guard-events",
+		"ClusterRoleBinding//mtls-guard-webhook-config",
 		"Deployment/mtls-guard/mtls-guard",
 		"Namespace//mtls-guard",
 		"NetworkPolicy/mtls-guard/mtls-guard",
@@ -150,8 +157,13 @@ func checkWebhook(t *testing.T, objs []client.Object, certManager bool) {
 	if _, ok := vwc.Annotations[injectCA]; !certManager && ok {
 		t.Errorf("%s set without cert-manager", injectCA)
 	}
-	if len(vwc.Webhooks) != 1 {
-		t.Fatalf("%d webhooks, want 1", len(vwc.Webhooks))
+	if got := vwc.Annotations["admissions.enforcer/disabled"]; got != "true" {
+		t.Errorf("admissions.enforcer/disabled = %q, want \"true\": AKS's enforcer would hide aks-istio-system", got)
+	}
+	// The PeerAuthentication webhook; the arrivals webhook after it is
+	// checked where the chart is rendered (internal/testenv/chart).
+	if len(vwc.Webhooks) != 2 || vwc.Webhooks[1].Name != "arrivals.mtls-guard.io" {
+		t.Fatalf("%d webhooks, want the PeerAuthentication one and arrivals.mtls-guard.io", len(vwc.Webhooks))
 	}
 	wh := vwc.Webhooks[0]
 	fail := admissionregistrationv1.Fail
@@ -211,18 +223,19 @@ func checkWebhook(t *testing.T, objs []client.Object, certManager bool) {
 
 func checkRBAC(t *testing.T, objs []client.Object) {
 	t.Helper()
-	cr, err := ClusterRole(objs)
+	cr, err := Named[*rbacv1.ClusterRole](objs, "", name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	read := []string{"get", "list", "watch"}
+	read := []string{"list", "watch"}
 	want := map[string][]string{
-		"/pods":                                 read,
-		"/namespaces":                           read,
-		"apps/replicasets":                      read,
-		"batch/jobs":                            read,
-		"security.istio.io/peerauthentications": read,
-		"events.k8s.io/events":                  {"create", "patch"},
+		"/pods":                                     read,
+		"/namespaces":                               read,
+		"apps/replicasets":                          read,
+		"batch/jobs":                                read,
+		"security.istio.io/peerauthentications":     read,
+		"authentication.k8s.io/tokenreviews":        {"create"},
+		"authorization.k8s.io/subjectaccessreviews": {"create"},
 	}
 	got := map[string][]string{}
 	for _, r := range cr.Rules {
@@ -253,7 +266,7 @@ func checkRBAC(t *testing.T, objs []client.Object) {
 		t.Error("ClusterRole aggregates other roles")
 	}
 
-	crb, err := ClusterRoleBinding(objs)
+	crb, err := Named[*rbacv1.ClusterRoleBinding](objs, "", name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,12 +396,12 @@ func checkDeployment(t *testing.T, objs []client.Object, aks bool) {
 	}
 
 	// Ports agree with the flags (or the binary's defaults).
-	for portName, want := range map[string]int32{"webhook": 9443, "metrics": 8080, "health": 8081} {
+	for portName, want := range map[string]int32{"webhook": 9443, "metrics": 8443, "health": 8081} {
 		if got := containerPort(t, c, intstr.FromString(portName)); got != want {
 			t.Errorf("container port %s = %d, want %d", portName, got, want)
 		}
 	}
-	for flag, port := range map[string]string{"port": "9443", "metrics-bind-address": ":8080", "health-probe-bind-address": ":8081"} {
+	for flag, port := range map[string]string{"port": "9443", "metrics-bind-address": ":8443", "health-probe-bind-address": ":8081"} {
 		if v, ok := flags[flag]; ok && v != port {
 			t.Errorf("--%s = %q, want %q to match the container ports", flag, v, port)
 		}
@@ -468,7 +481,7 @@ func checkService(t *testing.T, objs []client.Object) {
 	if len(svc.Spec.Selector) == 0 || !labels.SelectorFromSet(svc.Spec.Selector).Matches(pods) {
 		t.Errorf("Service selector %v does not select the pods %v", svc.Spec.Selector, pods)
 	}
-	want := map[string][2]int32{"https": {443, 9443}, "metrics": {8080, 8080}}
+	want := map[string][2]int32{"https": {443, 9443}, "metrics": {8443, 8443}}
 	got := map[string][2]int32{}
 	for _, p := range svc.Spec.Ports {
 		got[p.Name] = [2]int32{p.Port, containerPort(t, d.Spec.Template.Spec.Containers[0], p.TargetPort)}
@@ -528,8 +541,8 @@ func checkNetworkPolicy(t *testing.T, objs []client.Object) {
 		}
 	}
 	slices.Sort(ports)
-	if !slices.Equal(ports, []string{"8080", "9443"}) {
-		t.Errorf("ingress ports = %v, want [8080 9443]", ports)
+	if !slices.Equal(ports, []string{"8443", "9443"}) {
+		t.Errorf("ingress ports = %v, want [8443 9443]", ports)
 	}
 }
 
