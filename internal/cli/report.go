@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/evidence"
 	"github.com/mtls-guard/mtls-guard/internal/input"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
@@ -83,6 +86,11 @@ type report struct {
 	meshMode   policy.Mode
 	namespaces []namespaceRow
 	excluded   []string
+	// evidence is the plaintext evidence when a telemetry source is
+	// configured, and evidenceErr why it cannot be trusted.
+	evidence    *evidence.Snapshot
+	evidenceErr error
+	withSource  bool
 }
 
 type namespaceRow struct {
@@ -105,6 +113,10 @@ func (r namespaceRow) drift() []engine.Workload {
 func buildReport(cl *input.Cluster, o engine.Options) (*report, error) {
 	st := newStore(cl, o)
 	r := &report{}
+	if o.Plaintext != nil {
+		r.withSource = true
+		r.evidence, r.evidenceErr = o.Plaintext()
+	}
 	// Describe every namespace on one consistent view of the index; the
 	// decisions below take its lock themselves.
 	err := st.ix.View(func(view engine.Cluster) error {
@@ -207,6 +219,35 @@ type namespaceOutput struct {
 	// UnmeshedUnderStrict is the drift: the unmeshed workloads when
 	// StrictNow, else empty.
 	UnmeshedUnderStrict []engine.Workload `json:"unmeshedUnderStrict"`
+	// PlaintextCallers are the namespace's workloads that accepted
+	// plaintext traffic in the evidence's window; absent without a
+	// telemetry source.
+	PlaintextCallers []plaintextOutput `json:"plaintextCallers,omitempty"`
+}
+
+type plaintextOutput struct {
+	Workload    string   `json:"workload"`
+	Requests    int64    `json:"requests"`
+	Connections int64    `json:"connections"`
+	Sources     []string `json:"sources"`
+}
+
+// plaintext lists a namespace's evidence, sorted by workload.
+func (r *report) plaintext(ns string) []plaintextOutput {
+	if r.evidence == nil {
+		return nil
+	}
+	byWorkload := r.evidence.ForNamespace(ns)
+	out := make([]plaintextOutput, 0, len(byWorkload))
+	for _, name := range slices.Sorted(maps.Keys(byWorkload)) {
+		ev := byWorkload[name]
+		p := plaintextOutput{Workload: name, Requests: ev.Requests, Connections: ev.Connections, Sources: []string{}}
+		for _, src := range ev.Sources {
+			p.Sources = append(p.Sources, src.Namespace+"/"+src.Workload)
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 func (r *report) json() reportOutput {
@@ -221,6 +262,7 @@ func (r *report) json() reportOutput {
 			StrictAdmitted:      ns.strictAdmitted,
 			StrictNow:           ns.strictNow,
 			UnmeshedUnderStrict: workloads(ns.drift()),
+			PlaintextCallers:    r.plaintext(ns.Namespace),
 		})
 	}
 	return out
@@ -242,6 +284,7 @@ func (r *report) writeText(w io.Writer, o engine.Options) {
 		}
 		tw.Flush()
 	}
+	r.writePlaintext(w)
 	drifting := r.writeDrift(w)
 	admitted := 0
 	for _, ns := range r.namespaces {
@@ -259,6 +302,36 @@ func (r *report) writeText(w io.Writer, o engine.Options) {
 	if len(r.excluded) > 0 {
 		fmt.Fprintf(w, "excluded, not counted: %s\n", oneLine(strings.Join(r.excluded, ", ")))
 	}
+}
+
+// writePlaintext writes, per namespace, the workloads that Istio's
+// telemetry shows with plaintext callers: what STRICT would cut off that
+// no pod list shows.
+func (r *report) writePlaintext(w io.Writer) {
+	if !r.withSource {
+		return
+	}
+	if r.evidenceErr != nil {
+		fmt.Fprintf(w, "\nplaintext callers: %s\n", oneLine(r.evidenceErr.Error()))
+		if r.evidence == nil {
+			return
+		}
+	}
+	fmt.Fprintf(w, "\nplaintext callers (Istio telemetry, last %s):\n", r.evidence.Window)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tPLAINTEXT CALLERS")
+	for _, ns := range r.namespaces {
+		var callers []string
+		for _, p := range r.plaintext(ns.Namespace) {
+			callers = append(callers, fmt.Sprintf("%s: %d req, %d conn (from %s)", p.Workload, p.Requests, p.Connections, strings.Join(p.Sources, " ")))
+		}
+		list := "-"
+		if len(callers) > 0 {
+			list = oneLine(joinMax(callers, ", ", maxWorkloadsShown))
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", oneLine(ns.Namespace), list)
+	}
+	tw.Flush()
 }
 
 // writeDrift writes the namespaces with unmeshed pods under STRICT now,
