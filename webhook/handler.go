@@ -90,7 +90,7 @@ type Handler struct {
 	// Recorder records denial and override Events; nil records none.
 	Recorder events.EventRecorder
 	// Events, when set, deduplicates Events: one per policy and reason
-	// within EventInterval, so that replayed requests cannot flood a
+	// within its interval, so that replayed requests cannot flood a
 	// namespace with Events. Nil records every one.
 	Events *EventDeduper
 	// Log receives one line per decision.
