@@ -16,15 +16,14 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/mtls-guard/mtls-guard/certs"
 	"github.com/mtls-guard/mtls-guard/internal/server"
 	"github.com/mtls-guard/mtls-guard/internal/testenv"
+	"github.com/mtls-guard/mtls-guard/internal/testenv/audit"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
@@ -37,14 +36,14 @@ const (
 // suite is the shared control plane and guard.
 var suite struct {
 	env         *testenv.Env
-	admin       client.Client // records Audit-Ids, see call
-	mapper      meta.RESTMapper
-	adminConfig string // kubeconfig path of a cluster admin
+	admin       client.Client  // records Audit-Ids, see call
+	clients     *audit.Clients // makes the clients, see newClient
+	adminConfig string         // kubeconfig path of a cluster admin
 	webhookName string
 	deploy      *testenv.Deploy
 	guardRole   string // the guard's ClusterRole from deploy/
 	guard       *guard
-	audit       *auditLog
+	audit       auditLog
 	// clientCAFile signs the client certificate the API server presents
 	// to webhooks; a guard given it as --client-ca-file accepts the API
 	// server and nobody else.
@@ -110,13 +109,9 @@ func setup() error {
 		return err
 	}
 	suite.env = env
-	suite.audit = &auditLog{path: env.AuditLog}
-	hc, err := rest.HTTPClientFor(env.Config)
-	if err != nil {
-		return fmt.Errorf("admin HTTP client: %w", err)
-	}
-	if suite.mapper, err = apiutil.NewDynamicRESTMapper(env.Config, hc); err != nil {
-		return fmt.Errorf("REST mapper: %w", err)
+	suite.audit = auditLog{audit.NewLog(env.AuditLog)}
+	if suite.clients, err = audit.NewClients(env.Config, server.Scheme()); err != nil {
+		return err
 	}
 	if suite.admin, err = newClient(env.Config); err != nil {
 		return fmt.Errorf("admin client: %w", err)
@@ -160,17 +155,8 @@ func teardown() {
 	}
 }
 
-// newClient is a client for cfg that shares the suite's RESTMapper and
-// records the Audit-Id of each response in the context given by call.
-func newClient(cfg *rest.Config) (client.Client, error) {
-	cfg = rest.CopyConfig(cfg)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return auditIDRecorder{next: rt} })
-	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("HTTP client: %w", err)
-	}
-	return client.New(cfg, client.Options{Scheme: server.Scheme(), Mapper: suite.mapper, HTTPClient: hc})
-}
+// newClient is a client for cfg whose calls record their Audit-Ids.
+func newClient(cfg *rest.Config) (client.Client, error) { return suite.clients.New(cfg) }
 
 // guard is one in-process `mtls-guard serve`.
 type guard struct {

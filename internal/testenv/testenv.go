@@ -6,9 +6,11 @@ package testenv
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,16 +99,19 @@ type Env struct {
 	Config *rest.Config
 	BinDir string
 	// AuditLog is the API server's audit log (JSON lines): PeerAuthentication
-	// requests at Metadata level, which carries the webhook's audit
-	// annotations.
+	// requests (and those of WithAuditResources) at Metadata level, which
+	// carries the webhooks' audit annotations.
 	AuditLog string
 	dir      string
 }
 
-// auditPolicy records PeerAuthentication requests, and every request of
-// the guard's ServiceAccount so that tests can see which permissions it
-// uses.
-const auditPolicy = `apiVersion: audit.k8s.io/v1
+// auditPolicy records PeerAuthentication requests and those on the
+// resources of extra (group: resources) at Metadata level, which carries
+// the webhooks' audit annotations, and every request of the guard's
+// ServiceAccount so that tests can see which permissions it uses.
+func auditPolicy(extra map[string][]string) string {
+	var b strings.Builder
+	b.WriteString(`apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
@@ -114,16 +119,35 @@ rules:
   users: ["` + GuardUser + `"]
 - level: Metadata
   resources:
-  - group: security.istio.io
+`)
+	for _, g := range slices.Sorted(maps.Keys(extra)) {
+		fmt.Fprintf(&b, "  - group: %q\n    resources: [%s]\n", g, strings.Join(extra[g], ", "))
+	}
+	b.WriteString(`  - group: security.istio.io
     resources: [peerauthentications]
 - level: None
-`
+`)
+	return b.String()
+}
 
 // Option configures the control plane that Start starts.
 type Option func(*options)
 
 type options struct {
 	webhookCert, webhookKey []byte
+	auditResources          map[string][]string // API group: resources
+}
+
+// WithAuditResources has the API server's audit log record, with the
+// webhooks' audit annotations, the requests on these resources of the API
+// group too (PeerAuthentications are always recorded). Each call adds.
+func WithAuditResources(group string, resources ...string) Option {
+	return func(o *options) {
+		if o.auditResources == nil {
+			o.auditResources = map[string][]string{}
+		}
+		o.auditResources[group] = append(o.auditResources[group], resources...)
+	}
 }
 
 // WithWebhookClientCert gives the API server a client certificate that it
@@ -153,7 +177,7 @@ func Start(opts ...Option) (*Env, error) {
 		return nil, err
 	}
 	policyFile := filepath.Join(dir, "audit-policy.yaml")
-	if err := os.WriteFile(policyFile, []byte(auditPolicy), 0o600); err != nil {
+	if err := os.WriteFile(policyFile, []byte(auditPolicy(o.auditResources)), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("writing audit policy: %w", err)
 	}

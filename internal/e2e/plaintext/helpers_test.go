@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-guard/mtls-guard/internal/demo/seed"
+	"github.com/mtls-guard/mtls-guard/internal/testenv/audit"
 	"github.com/mtls-guard/mtls-guard/internal/testenv/istiometrics"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
@@ -104,10 +105,10 @@ func kubectl(t *testing.T, args ...string) kubectlResult {
 // PeerAuthentication made after mark (kubectl prints no Audit-Id).
 func kubectlRecord(t *testing.T, mark int, verb, ns, name string) auditEvent {
 	t.Helper()
-	return suite.audit.find(t, mark, fmt.Sprintf("kubectl %s %s/%s", verb, ns, name), func(e auditEvent) bool {
+	return auditEvent(suite.audit.Find(t, mark, fmt.Sprintf("kubectl %s %s/%s", verb, ns, name), func(e audit.Event) bool {
 		return strings.HasPrefix(e.UserAgent, "kubectl/") && e.Verb == verb && e.ObjectRef != nil &&
 			e.ObjectRef.Resource == "peerauthentications" && e.ObjectRef.Namespace == ns && e.ObjectRef.Name == name
-	})
+	}))
 }
 
 // strict is a namespace-wide STRICT policy.

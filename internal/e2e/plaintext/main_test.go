@@ -9,22 +9,19 @@ package plaintext
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"testing"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
-	"github.com/mtls-guard/mtls-guard/certs"
 	"github.com/mtls-guard/mtls-guard/internal/server"
 	"github.com/mtls-guard/mtls-guard/internal/testenv"
+	"github.com/mtls-guard/mtls-guard/internal/testenv/audit"
+	"github.com/mtls-guard/mtls-guard/internal/testenv/guardproc"
 	"github.com/mtls-guard/mtls-guard/internal/testenv/istiometrics"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
@@ -40,13 +37,13 @@ const (
 // suite is the shared control plane, Prometheus, exporter and guard.
 var suite struct {
 	env         *testenv.Env
-	admin       client.Client // records Audit-Ids and warnings, see call
-	mapper      meta.RESTMapper
-	adminConfig string // kubeconfig of a cluster admin, for kubectl
-	guardConfig string // kubeconfig of the guard's ServiceAccount
+	admin       client.Client  // records Audit-Ids and warnings, see call
+	clients     *audit.Clients // makes the clients, see newClient
+	adminConfig string         // kubeconfig of a cluster admin, for kubectl
+	guardConfig string         // kubeconfig of the guard's ServiceAccount
 	deploy      *testenv.Deploy
 	webhookName string
-	audit       *auditLog
+	audit       auditLog
 	exporter    *istiometrics.Exporter
 	target      string // the exporter's host:port
 	prometheus  *testenv.Prometheus
@@ -108,13 +105,9 @@ func setup(ctx context.Context) error {
 	if suite.env, err = testenv.Start(); err != nil {
 		return err
 	}
-	suite.audit = &auditLog{path: suite.env.AuditLog}
-	hc, err := rest.HTTPClientFor(suite.env.Config)
-	if err != nil {
-		return fmt.Errorf("admin HTTP client: %w", err)
-	}
-	if suite.mapper, err = apiutil.NewDynamicRESTMapper(suite.env.Config, hc); err != nil {
-		return fmt.Errorf("REST mapper: %w", err)
+	suite.audit = auditLog{audit.NewLog(suite.env.AuditLog)}
+	if suite.clients, err = audit.NewClients(suite.env.Config, server.Scheme()); err != nil {
+		return err
 	}
 	if suite.admin, err = newClient(suite.env.Config); err != nil {
 		return fmt.Errorf("admin client: %w", err)
@@ -153,12 +146,12 @@ func setup(ctx context.Context) error {
 		return err
 	}
 	suite.guard = g
-	return testenv.RegisterWebhook(ctx, suite.admin, suite.deploy, g.url(), g.bundle.CACert)
+	return testenv.RegisterWebhook(ctx, suite.admin, suite.deploy, g.url(), g.Bundle.CACert)
 }
 
 func teardown(cancel context.CancelFunc) {
 	if suite.guard != nil {
-		suite.guard.stop()
+		suite.guard.Stop()
 	}
 	if suite.prometheus != nil {
 		if err := suite.prometheus.Stop(); err != nil {
@@ -176,18 +169,8 @@ func teardown(cancel context.CancelFunc) {
 	}
 }
 
-// newClient is a client for cfg that records the Audit-Id and the
-// warnings of each response in the context given by call.
-func newClient(cfg *rest.Config) (client.Client, error) {
-	cfg = rest.CopyConfig(cfg)
-	cfg.Wrap(recordAuditIDs)
-	cfg.WarningHandlerWithContext = warningRecorder{}
-	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("HTTP client: %w", err)
-	}
-	return client.New(cfg, client.Options{Scheme: server.Scheme(), Mapper: suite.mapper, HTTPClient: hc})
-}
+// newClient is a client for cfg whose calls record their Audit-Ids.
+func newClient(cfg *rest.Config) (client.Client, error) { return suite.clients.New(cfg) }
 
 // Evidence flags of the guards: refreshed every second, stale after five,
 // so that a stopped Prometheus shows within seconds.
@@ -211,82 +194,25 @@ func evidenceFlags(url, window, unavailable string) []string {
 	}
 }
 
-// guard is one in-process `mtls-guard serve`.
+// guard is one in-process `mtls-guard serve` and its evidence flags.
 type guard struct {
-	flags           []string
-	port, probePort int
-	bundle          *certs.Bundle
-	cancel          context.CancelFunc
-	done            chan struct{} // closed when server.Main returns
-	err             error         // what it returned
+	*guardproc.Guard
+	flags []string
 }
 
-func (g *guard) url() string { return fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path) }
+func (g *guard) url() string { return fmt.Sprintf("https://127.0.0.1:%d%s", g.Port, webhook.Path) }
 
-// launchGuard runs server.Main as deploy/'s ServiceAccount with these
+// launchGuard runs a guard as deploy/'s ServiceAccount with these
 // evidence flags and waits for /readyz, which never waits on Prometheus.
 func launchGuard(ctx context.Context, flags []string) (*guard, error) {
-	g := &guard{flags: flags, done: make(chan struct{})}
-	var err error
-	if g.port, err = testenv.FreePort(); err != nil {
-		return nil, err
-	}
-	if g.probePort, err = testenv.FreePort(); err != nil {
-		return nil, err
-	}
-	certDir, err := os.MkdirTemp(suite.dir, "certs-")
-	if err != nil {
-		return nil, err
-	}
-	if g.bundle, err = certs.Issue("mtls-guard", guardNamespace, certs.WithIPAddresses(net.IPv4(127, 0, 0, 1))); err != nil {
-		return nil, fmt.Errorf("issuing serving certificate: %w", err)
-	}
-	if err := g.bundle.WriteDir(certDir); err != nil {
-		return nil, err
-	}
-	args := append([]string{
-		"--kubeconfig", suite.guardConfig,
-		"--host", "127.0.0.1",
-		"--port", fmt.Sprint(g.port),
-		"--cert-dir", certDir,
-		"--metrics-bind-address", "0",
-		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", g.probePort),
-		"--root-namespace", rootNamespace,
-		"--graceful-shutdown-timeout", "5s",
-	}, flags...)
-	runCtx, cancel := context.WithCancel(context.Background())
-	g.cancel = cancel
-	go func() {
-		defer close(g.done)
-		g.err = server.Main(runCtx, args, os.Stderr)
-	}()
-	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		if g.exited() {
-			return false, fmt.Errorf("guard exited before it was ready: %w", g.err)
-		}
-		return testenv.Ready(ctx, g.probePort)
+	g, err := guardproc.Launch(ctx, guardproc.Options{
+		Kubeconfig: suite.guardConfig, Dir: suite.dir,
+		Namespace: guardNamespace, RootNamespace: rootNamespace, Args: flags,
 	})
 	if err != nil {
-		g.stop()
-		return nil, fmt.Errorf("waiting for the guard's /readyz: %w", err)
+		return nil, err
 	}
-	return g, nil
-}
-
-// stop ends the guard and waits for it.
-func (g *guard) stop() {
-	g.cancel()
-	<-g.done
-}
-
-// exited reports whether server.Main returned.
-func (g *guard) exited() bool {
-	select {
-	case <-g.done:
-		return true
-	default:
-		return false
-	}
+	return &guard{Guard: g, flags: flags}, nil
 }
 
 // useGuard makes the webhook call a guard with these evidence flags: the
@@ -295,12 +221,12 @@ func (g *guard) exited() bool {
 // guard, so every guard decision that follows is that guard's.
 func useGuard(t *testing.T, flags ...string) {
 	t.Helper()
-	if suite.guard != nil && !suite.guard.exited() && slices.Equal(suite.guard.flags, flags) {
+	if suite.guard != nil && !suite.guard.Exited() && slices.Equal(suite.guard.flags, flags) {
 		return
 	}
 	ctx := context.Background()
 	if suite.guard != nil {
-		suite.guard.stop()
+		suite.guard.Stop()
 		suite.guard = nil
 	}
 	g, err := launchGuard(ctx, flags)
@@ -314,7 +240,7 @@ func useGuard(t *testing.T, flags ...string) {
 	}
 	url := g.url()
 	for i := range vwc.Webhooks {
-		vwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: g.bundle.CACert}
+		vwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: g.Bundle.CACert}
 	}
 	if err := suite.admin.Update(ctx, vwc); err != nil {
 		t.Fatalf("pointing the webhook at the new guard: %v", err)
