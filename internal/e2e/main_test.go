@@ -24,6 +24,7 @@ import (
 	"github.com/mtls-guard/mtls-guard/internal/server"
 	"github.com/mtls-guard/mtls-guard/internal/testenv"
 	"github.com/mtls-guard/mtls-guard/internal/testenv/audit"
+	"github.com/mtls-guard/mtls-guard/internal/testenv/guardproc"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
@@ -52,39 +53,7 @@ var suite struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	// Only `-short` may skip the suite; without binaries it fails loudly.
-	if isShort() {
-		fmt.Println("e2e: skipped under -short")
-		return 0
-	}
-	// As deployed: the guard knows its own namespace, which deploy/'s
-	// webhook configuration leaves out by name. Set once, before any
-	// guard starts.
-	if err := os.Setenv("POD_NAMESPACE", guardNamespace); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e setup failed: %v\n", err)
-		return 1
-	}
-	err := setup()
-	// Whatever setup started is stopped, even when it failed halfway.
-	defer teardown()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e setup failed: %v\n", err)
-		return 1
-	}
-	return m.Run()
-}
-
-func isShort() bool {
-	for _, a := range os.Args[1:] {
-		if a == "-test.short" || a == "-test.short=true" {
-			return true
-		}
-	}
-	return false
+	os.Exit(guardproc.Main(m, "e2e", guardNamespace, setup, teardown))
 }
 
 func setup() error {

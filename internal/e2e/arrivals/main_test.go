@@ -49,27 +49,7 @@ var suite struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	// Only -short may skip; without bin/ the suite fails and says why.
-	if slices.ContainsFunc(os.Args[1:], func(a string) bool { return a == "-test.short" || a == "-test.short=true" }) {
-		fmt.Println("arrivals e2e: skipped under -short")
-		return 0
-	}
-	// As deployed: the guard knows its own namespace.
-	if err := os.Setenv("POD_NAMESPACE", guardNamespace); err != nil {
-		fmt.Fprintf(os.Stderr, "arrivals e2e setup failed: %v\n", err)
-		return 1
-	}
-	err := setup()
-	defer teardown()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "arrivals e2e setup failed: %v\n", err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(guardproc.Main(m, "arrivals e2e", guardNamespace, setup, teardown))
 }
 
 func setup() error {

@@ -57,32 +57,9 @@ var suite struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	// Only -short may skip; without bin/ the suite fails and says why.
-	if isShort() {
-		fmt.Println("plaintext e2e: skipped under -short")
-		return 0
-	}
-	// As deployed: the guard knows its own namespace.
-	if err := os.Setenv("POD_NAMESPACE", guardNamespace); err != nil {
-		fmt.Fprintf(os.Stderr, "plaintext e2e setup failed: %v\n", err)
-		return 1
-	}
+	// ctx ends the exporter.
 	ctx, cancel := context.WithCancel(context.Background())
-	err := setup(ctx)
-	defer teardown(cancel)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "plaintext e2e setup failed: %v\n", err)
-		return 1
-	}
-	return m.Run()
-}
-
-func isShort() bool {
-	return slices.ContainsFunc(os.Args[1:], func(a string) bool { return a == "-test.short" || a == "-test.short=true" })
+	os.Exit(guardproc.Main(m, "plaintext e2e", guardNamespace, func() error { return setup(ctx) }, func() { teardown(cancel) }))
 }
 
 // setup starts everything; teardown stops whatever it started, even when

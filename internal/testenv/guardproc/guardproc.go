@@ -5,9 +5,11 @@ package guardproc
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
+	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -106,4 +108,29 @@ func (g *Guard) Exited() bool {
 	default:
 		return false
 	}
+}
+
+// Main is the TestMain of an end-to-end suite named name whose guards run
+// in namespace: only -short skips the suite; otherwise the guards know
+// their own namespace, as deployed, setup runs, and the tests only when it
+// succeeded. teardown stops whatever setup started, even halfway. Main
+// returns the exit code.
+func Main(m *testing.M, name, namespace string, setup func() error, teardown func()) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Printf("%s: skipped under -short\n", name)
+		return 0
+	}
+	// Set once, before any guard starts: server.Main reads it.
+	if err := os.Setenv("POD_NAMESPACE", namespace); err != nil {
+		fmt.Fprintf(os.Stderr, "%s setup failed: %v\n", name, err)
+		return 1
+	}
+	err := setup()
+	defer teardown()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s setup failed: %v\n", name, err)
+		return 1
+	}
+	return m.Run()
 }
