@@ -21,14 +21,39 @@ var peerAuthentications = schema.GroupVersionResource{Group: "security.istio.io"
 
 // loadStats summarises the requests of one arm of a comparison.
 type loadStats struct {
-	requests, admitted, denied, errors int
-	rate                               float64
-	p50, p99, max                      time.Duration
+	latencies
+	admitted, denied, errors int
+	firstErr                 error
+}
+
+// latencies are one arm's pooled request figures.
+type latencies struct {
+	requests      int
+	rate          float64
+	p50, p99, max time.Duration
 	// guardMean is the mean time a request spent in the guard's HTTP
 	// handler, from its controller_runtime_webhook_latency_seconds; zero
 	// when the guard answered nothing.
 	guardMean time.Duration
-	firstErr  error
+}
+
+// pool sums up the latencies of an arm's rounds over their elapsed time,
+// with the guard's handler count and seconds in them.
+func pool(all []time.Duration, elapsed time.Duration, guardCount uint64, guardSeconds float64) latencies {
+	var l latencies
+	if guardCount > 0 {
+		l.guardMean = time.Duration(guardSeconds / float64(guardCount) * float64(time.Second))
+	}
+	if len(all) == 0 {
+		return l
+	}
+	slices.Sort(all)
+	l.requests = len(all)
+	l.rate = float64(len(all)) / elapsed.Seconds()
+	l.p50 = all[len(all)/2]
+	l.p99 = all[min(len(all)-1, len(all)*99/100)]
+	l.max = all[len(all)-1]
+	return l
 }
 
 // sample is what one timed load produced.
@@ -115,18 +140,7 @@ func summarize(samples []sample) loadStats {
 		guardCount += x.guardCount
 		guardSeconds += x.guardSeconds
 	}
-	if guardCount > 0 {
-		s.guardMean = time.Duration(guardSeconds / float64(guardCount) * float64(time.Second))
-	}
-	if len(all) == 0 {
-		return s
-	}
-	slices.Sort(all)
-	s.requests = len(all)
-	s.rate = float64(len(all)) / elapsed.Seconds()
-	s.p50 = all[len(all)/2]
-	s.p99 = all[min(len(all)-1, len(all)*99/100)]
-	s.max = all[len(all)-1]
+	s.latencies = pool(all, elapsed, guardCount, guardSeconds)
 	return s
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -149,11 +148,9 @@ func podCreates(ctx context.Context, c config, cfg *rest.Config, gen *clustergen
 
 // podStats summarises one arm.
 type podStats struct {
-	requests, warned, errors int
-	rate                     float64
-	p50, p99, max            time.Duration
-	guardMean                time.Duration
-	firstErr                 error
+	latencies
+	warned, errors int
+	firstErr       error
 }
 
 func summarizePods(samples []podSample) podStats {
@@ -173,18 +170,7 @@ func summarizePods(samples []podSample) podStats {
 		count += x.guardCount
 		seconds += x.guardSeconds
 	}
-	if count > 0 {
-		s.guardMean = time.Duration(seconds / float64(count) * float64(time.Second))
-	}
-	if len(all) == 0 {
-		return s
-	}
-	slices.Sort(all)
-	s.requests = len(all)
-	s.rate = float64(len(all)) / elapsed.Seconds()
-	s.p50 = all[len(all)/2]
-	s.p99 = all[min(len(all)-1, len(all)*99/100)]
-	s.max = all[len(all)-1]
+	s.latencies = pool(all, elapsed, count, seconds)
 	return s
 }
 
