@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
@@ -150,9 +151,9 @@ func fixtureDecide(t testing.TB, o engine.Options, extra ...client.Object) func(
 
 // fixtureSnapshot is the same cluster as an engine snapshot, for the
 // engine's own answer.
-func fixtureSnapshot(t testing.TB) *engine.Snapshot {
+func fixtureSnapshot(t testing.TB) *enginetest.Snapshot {
 	t.Helper()
-	s := engine.NewSnapshot()
+	s := enginetest.NewSnapshot()
 	for _, o := range fixtureObjects() {
 		if !s.Add(o) {
 			t.Fatalf("snapshot does not take %T", o)

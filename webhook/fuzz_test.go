@@ -19,6 +19,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
@@ -94,7 +95,7 @@ func FuzzHandle(f *testing.F) {
 // oracle is engine.Decide on the snapshot, for the request's objects
 // decoded the typed way; nil when they cannot be read as a change. Only
 // fuzzAdmin's overrides count, as the fuzzed handler's authorizer says.
-func oracle(t *testing.T, snap *engine.Snapshot, opts engine.Options, req *admissionv1.AdmissionRequest) *engine.Decision {
+func oracle(t *testing.T, snap *enginetest.Snapshot, opts engine.Options, req *admissionv1.AdmissionRequest) *engine.Decision {
 	t.Helper()
 	ops := map[admissionv1.Operation]engine.Operation{admissionv1.Create: engine.Create, admissionv1.Update: engine.Update, admissionv1.Delete: engine.Delete}
 	op, ok := ops[req.Operation]

@@ -34,6 +34,7 @@ import (
 
 	"github.com/mtls-guard/mtls-guard/certs"
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/testenv"
@@ -195,8 +196,8 @@ feed:
 
 // withoutPods is the rest of the cluster, which the peer is given for
 // free: only the pods come from the API server on each request.
-func withoutPods(gen *clustergen.Cluster) (*engine.Snapshot, error) {
-	s := engine.NewSnapshot()
+func withoutPods(gen *clustergen.Cluster) (*enginetest.Snapshot, error) {
+	s := enginetest.NewSnapshot()
 	for _, ns := range gen.Namespaces() {
 		s.Add(ns)
 	}

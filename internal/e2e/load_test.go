@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 	"github.com/mtls-guard/mtls-guard/internal/testenv"
@@ -364,7 +365,7 @@ func (m *loadModel) decision(t *testing.T, c, k int) *engine.Decision {
 	m.mu.Lock()
 	pods := m.states[k]
 	m.mu.Unlock()
-	s := engine.NewSnapshot()
+	s := enginetest.NewSnapshot()
 	for _, o := range m.base {
 		s.Add(o)
 	}

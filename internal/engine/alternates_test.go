@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"reflect"
@@ -6,21 +6,24 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 )
 
 // Alternate is another Cluster implementation that must decide every case
 // of the decision table exactly as a Snapshot of the same objects does.
-// Implementations that import this package (internal/index) register
-// themselves from the external test package, which this one cannot import.
+// Implementations (internal/index) register themselves from init functions
+// in other test files, so this one does not import them.
 type Alternate struct {
 	Name string
 	// Decider builds the implementation from objects, added in order (a
 	// later object replaces an earlier one with the same key), and returns
 	// how it decides.
-	Decider func(t testing.TB, objs []runtime.Object, o Options) func(Change) (*Decision, error)
+	Decider func(t testing.TB, objs []runtime.Object, o engine.Options) func(engine.Change) (*engine.Decision, error)
 }
 
-// Alternates are registered by the external test package's init.
+// Alternates are registered by test files' init functions.
 var Alternates []Alternate
 
 // caseObjects returns the objects of a decision case in the order the
@@ -50,19 +53,19 @@ func TestDecideAlternates(t *testing.T) {
 				for _, c := range compilers {
 					t.Run(alt.Name+"/"+tc.name+"/"+version+"/"+c.name, func(t *testing.T) {
 						objs := caseObjects(t, &tc)
-						s := NewSnapshot()
+						s := enginetest.NewSnapshot()
 						for _, o := range objs {
 							s.Add(o)
 						}
-						o := DefaultOptions()
+						o := engine.DefaultOptions()
 						if tc.opts != nil {
 							o = tc.opts()
 						}
-						ch := Change{Operation: tc.op, Policy: c.compile(t, tc.change.in(version))}
+						ch := engine.Change{Operation: tc.op, Policy: c.compile(t, tc.change.in(version))}
 						if tc.old != nil {
 							ch.Old = c.compile(t, tc.old.in(version))
 						}
-						want, err := Decide(s, ch, o)
+						want, err := engine.Decide(s, ch, o)
 						if err != nil {
 							t.Fatalf("snapshot: %v", err)
 						}

@@ -11,11 +11,11 @@ import (
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
-// arrivingPod is an unmeshed pod arriving in the generated cluster's
+// arrivingExemptPod is an unmeshed pod arriving in the generated cluster's
 // ExemptNamespace, which runs STRICT (with a workload exemption, so that
 // its strictness has to be resolved over the namespace's label sets): a
 // copy of the namespace's first pod without its sidecar.
-func arrivingPod(b *testing.B, gen *clustergen.Cluster) *corev1.Pod {
+func arrivingExemptPod(b *testing.B, gen *clustergen.Cluster) *corev1.Pod {
 	b.Helper()
 	ns := gen.ExemptNamespace()
 	for i := range gen.NumPods() {
@@ -57,7 +57,7 @@ func BenchmarkDecidePod(b *testing.B) {
 	for _, cfg := range benchSizes {
 		b.Run(fmt.Sprintf("pods=%d", cfg.Pods), func(b *testing.B) {
 			bc := loadBenchCluster(b, cfg)
-			pod := arrivingPod(b, bc.gen)
+			pod := arrivingExemptPod(b, bc.gen)
 			p := namespacePolicy(b, bc.gen)
 			check := func(b *testing.B, a engine.Arrival, err error) {
 				if err != nil || !a.Problem() {
@@ -108,7 +108,7 @@ func BenchmarkDecideTemplate(b *testing.B) {
 	for _, cfg := range benchSizes {
 		b.Run(fmt.Sprintf("pods=%d", cfg.Pods), func(b *testing.B) {
 			bc := loadBenchCluster(b, cfg)
-			pod := arrivingPod(b, bc.gen)
+			pod := arrivingExemptPod(b, bc.gen)
 			tmpl := &corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec}
 			tmpl.Annotations = map[string]string{"sidecar.istio.io/inject": "false"}
 			a, err := bc.index.DecideTemplate(pod.Namespace, tmpl)

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"testing"
@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 )
 
@@ -38,35 +39,35 @@ func TestDecidePod(t *testing.T) {
 		name     string
 		existing []pa
 		pod      *corev1.Pod
-		want     Arrival
+		want     engine.Arrival
 	}{
 		{"unmeshed pod where the namespace is STRICT", []pa{v1("shop/default", jan, strict)}, arrivingPod("shop", optOut, false),
-			Arrival{Judged: true, Unmeshed: true, Reason: mesh.InjectionDisabled, UnderStrict: true}},
+			engine.Arrival{Judged: true, Unmeshed: true, Reason: mesh.InjectionDisabled, UnderStrict: true}},
 		{"unmeshed pod, no STRICT", nil, arrivingPod("shop", nil, false),
-			Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar}},
+			engine.Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar}},
 		{"meshed pod where the namespace is STRICT", []pa{v1("shop/default", jan, strict)}, arrivingPod("shop", nil, true),
-			Arrival{Judged: true}},
+			engine.Arrival{Judged: true}},
 		{"exempt pod: not judged", []pa{v1("shop/default", jan, strict)}, arrivingPod("shop", map[string]string{mesh.ExemptLabel: "true"}, false),
-			Arrival{}},
+			engine.Arrival{}},
 		{"excluded namespace: not judged", []pa{v1("kube-system/default", jan, strict)}, arrivingPod("kube-system", nil, false),
-			Arrival{}},
+			engine.Arrival{}},
 		{"a workload policy makes one pod STRICT", []pa{v1("shop/cart", jan, "{selector: {matchLabels: {app: cart}}, portLevelMtls: {8080: {mode: STRICT}}}")},
-			arrivingPod("shop", nil, false), Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar, UnderStrict: true}},
+			arrivingPod("shop", nil, false), engine.Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar, UnderStrict: true}},
 		{"a workload policy that selects no counted pod", []pa{v1("shop/ghost", jan, "{selector: {matchLabels: {app: ghost}}, mtls: {mode: STRICT}}")},
-			arrivingPod("shop", nil, false), Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar}},
+			arrivingPod("shop", nil, false), engine.Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar}},
 		{"a pod of an ambient namespace, not redirected yet: meshed", []pa{v1("ambient/default", jan, strict)}, arrivingPod("ambient", nil, false),
-			Arrival{Judged: true}},
+			engine.Arrival{Judged: true}},
 		{"a pod of an ambient namespace that opts out", []pa{v1("ambient/default", jan, strict)}, arrivingPod("ambient", map[string]string{"istio.io/dataplane-mode": "none"}, false),
-			Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar, UnderStrict: true}},
+			engine.Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar, UnderStrict: true}},
 		{"mesh-wide STRICT", []pa{v1("istio-system/default", jan, strict)}, arrivingPod("shop", nil, false),
-			Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar, UnderStrict: true}},
+			engine.Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar, UnderStrict: true}},
 		{"mesh-wide STRICT, the namespace PERMISSIVE", []pa{v1("istio-system/default", jan, strict), v1("shop/default", jan, permissive)},
-			arrivingPod("shop", nil, false), Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar}},
+			arrivingPod("shop", nil, false), engine.Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := loadFixtures(t, "cluster.yaml")
 			addPolicies(t, s, tc.existing...)
-			got, err := DecidePod(s, tc.pod, DefaultOptions())
+			got, err := engine.DecidePod(s, tc.pod, engine.DefaultOptions())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,41 +91,41 @@ func TestDecideTemplate(t *testing.T) {
 		existing []pa
 		ns       string
 		obj      any
-		want     Arrival
+		want     engine.Arrival
 	}{
 		{"Deployment opting out by label", strictShop, "shop",
 			&appsv1.Deployment{Spec: appsv1.DeploymentSpec{Template: template(map[string]string{mesh.InjectKey: "false"}, nil, false)}},
-			Arrival{Judged: true, Unmeshed: true, Reason: mesh.InjectionDisabled, UnderStrict: true}},
+			engine.Arrival{Judged: true, Unmeshed: true, Reason: mesh.InjectionDisabled, UnderStrict: true}},
 		{"StatefulSet opting out by annotation", strictShop, "shop",
 			&appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{Template: template(nil, map[string]string{mesh.InjectKey: "false"}, false)}},
-			Arrival{Judged: true, Unmeshed: true, Reason: mesh.InjectionDisabled, UnderStrict: true}},
+			engine.Arrival{Judged: true, Unmeshed: true, Reason: mesh.InjectionDisabled, UnderStrict: true}},
 		{"DaemonSet on the host network", strictShop, "shop",
 			&appsv1.DaemonSet{Spec: appsv1.DaemonSetSpec{Template: template(nil, nil, true)}},
-			Arrival{Judged: true, Unmeshed: true, Reason: mesh.HostNetwork, UnderStrict: true}},
+			engine.Arrival{Judged: true, Unmeshed: true, Reason: mesh.HostNetwork, UnderStrict: true}},
 		{"Job in a namespace without injection", strictPlain, "plain",
 			&batchv1.Job{Spec: batchv1.JobSpec{Template: template(nil, nil, false)}},
-			Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar, UnderStrict: true}},
+			engine.Arrival{Judged: true, Unmeshed: true, Reason: mesh.NoSidecar, UnderStrict: true}},
 		{"a template that opts in by its revision label", strictPlain, "plain",
 			&appsv1.Deployment{Spec: appsv1.DeploymentSpec{Template: template(map[string]string{"istio.io/rev": "asm-1-26"}, nil, false)}},
-			Arrival{Judged: true}},
+			engine.Arrival{Judged: true}},
 		{"CronJob injected", strictShop, "shop",
 			&batchv1.CronJob{Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: template(nil, nil, false)}}}},
-			Arrival{Judged: true}},
+			engine.Arrival{Judged: true}},
 		{"exempt template", strictShop, "shop",
 			&appsv1.Deployment{Spec: appsv1.DeploymentSpec{Template: template(map[string]string{mesh.ExemptLabel: "true", mesh.InjectKey: "false"}, nil, false)}},
-			Arrival{}},
+			engine.Arrival{}},
 		{"opting out where nothing is STRICT", nil, "shop",
 			&appsv1.Deployment{Spec: appsv1.DeploymentSpec{Template: template(map[string]string{mesh.InjectKey: "false"}, nil, false)}},
-			Arrival{Judged: true, Unmeshed: true, Reason: mesh.InjectionDisabled}},
+			engine.Arrival{Judged: true, Unmeshed: true, Reason: mesh.InjectionDisabled}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := loadFixtures(t, "cluster.yaml")
 			addPolicies(t, s, tc.existing...)
-			tmpl := TemplateOf(tc.obj)
+			tmpl := engine.TemplateOf(tc.obj)
 			if tmpl == nil {
 				t.Fatalf("no template in %T", tc.obj)
 			}
-			got, err := DecideTemplate(s, tc.ns, tmpl, DefaultOptions())
+			got, err := engine.DecideTemplate(s, tc.ns, tmpl, engine.DefaultOptions())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,7 +134,7 @@ func TestDecideTemplate(t *testing.T) {
 			}
 		})
 	}
-	if TemplateOf(&corev1.Pod{}) != nil {
+	if engine.TemplateOf(&corev1.Pod{}) != nil {
 		t.Error("a Pod has no workload template")
 	}
 }

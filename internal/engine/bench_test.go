@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
 	"github.com/mtls-guard/mtls-guard/internal/podrecord"
@@ -40,7 +41,7 @@ var bigNamespaceSizes = []clustergen.Config{
 type benchCluster struct {
 	gen      *clustergen.Cluster
 	index    *index.Index
-	snapshot *engine.Snapshot
+	snapshot *enginetest.Snapshot
 }
 
 var benchClusters sync.Map // clustergen.Config -> *benchCluster
@@ -51,7 +52,7 @@ func loadBenchCluster(b *testing.B, cfg clustergen.Config) *benchCluster {
 		return v.(*benchCluster)
 	}
 	gen := clustergen.New(cfg)
-	bc := &benchCluster{gen: gen, index: index.New(engine.DefaultOptions()), snapshot: engine.NewSnapshot()}
+	bc := &benchCluster{gen: gen, index: index.New(engine.DefaultOptions()), snapshot: enginetest.NewSnapshot()}
 	for _, o := range gen.Objects() {
 		bc.snapshot.Add(o)
 		if pod, ok := o.(*corev1.Pod); ok {
@@ -74,7 +75,7 @@ func BenchmarkDecide(b *testing.B) {
 	})
 }
 
-// BenchmarkDecideSnapshot makes the same decisions on an engine.Snapshot,
+// BenchmarkDecideSnapshot makes the same decisions on an enginetest.Snapshot,
 // which keeps no facts: every pod of every namespace looked at is
 // classified again, as `mtls-guard check` does and as a webhook that read
 // pods from its cache per request would.

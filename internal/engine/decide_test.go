@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
@@ -77,22 +78,22 @@ const (
 	unset      = "{mtls: {mode: UNSET}}"
 )
 
-func ownNamespaceOptions() Options {
-	o, err := NewOptions(DefaultRootNamespace, mesh.Native, strings.Split(DefaultExcludedNamespaces, ","), "mtls-guard", true)
+func ownNamespaceOptions() engine.Options {
+	o, err := engine.NewOptions(engine.DefaultRootNamespace, mesh.Native, strings.Split(engine.DefaultExcludedNamespaces, ","), "mtls-guard", true)
 	if err != nil {
 		panic(err)
 	}
 	return o
 }
 
-func withSidecarMode(m mesh.SidecarMode) Options {
-	o := DefaultOptions()
+func withSidecarMode(m mesh.SidecarMode) engine.Options {
+	o := engine.DefaultOptions()
 	o.SidecarMode = m
 	return o
 }
 
-func noOverride() Options {
-	o := DefaultOptions()
+func noOverride() engine.Options {
+	o := engine.DefaultOptions()
 	o.AllowOverride = false
 	return o
 }
@@ -101,14 +102,14 @@ type decideCase struct {
 	name     string
 	fixtures []string // loaded after cluster.yaml
 	existing []pa     // added after the fixtures
-	op       Operation
+	op       engine.Operation
 	change   pa  // rendered in both API versions
 	old      *pa // the request's oldObject of an UPDATE; nil: the view's
-	opts     func() Options
+	opts     func() engine.Options
 
 	allowed    bool
 	overridden bool
-	scope      Scope
+	scope      engine.Scope
 	touched    []string
 	unmeshed   []string // "namespace/Kind/name (N pods: reasons)"
 	plaintext  []string // "namespace/Kind/name"
@@ -126,9 +127,9 @@ var decideCases = []decideCase{
 	// ---- 1. Mesh level: the root namespace's selector-less policies.
 	{
 		name:   "mesh STRICT cuts off every unmeshed pod outside the excluded namespaces",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("istio-system/default", "", strict),
-		scope:  MeshWide, touched: everyNamespace, unmeshed: everyUnmeshed,
+		scope:  engine.MeshWide, touched: everyNamespace, unmeshed: everyUnmeshed,
 		message: []string{
 			"CREATE of PeerAuthentication istio-system/default (mesh-wide) denied",
 			"while 14 workloads there have no Istio sidecar",
@@ -141,9 +142,9 @@ var decideCases = []decideCase{
 	{
 		name:     "mesh STRICT skips namespaces whose own namespace policy decides",
 		fixtures: []string{"optouts.yaml"},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("istio-system/default", "", strict),
-		scope:    MeshWide,
+		scope:    engine.MeshWide,
 		touched:  []string{"ambient", "gateways", "mtls-guard", "plain", "shop"},
 		unmeshed: []string{guardPod},
 		message:  []string{"STRICT mTLS while 1 workload there has no Istio sidecar", "\n  Deployment/mtls-guard (1 pod: no-sidecar)"},
@@ -151,10 +152,10 @@ var decideCases = []decideCase{
 	{
 		name:     "mesh STRICT: the guard's own namespace (POD_NAMESPACE) is excluded",
 		fixtures: []string{"optouts.yaml"},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("istio-system/default", "", strict),
 		opts:     ownNamespaceOptions,
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 		touched: []string{"ambient", "gateways", "plain", "shop"},
 		message: []string{"allowed: every pod it makes stricter is in the mesh (namespaces: ambient, gateways, plain, shop)"},
 	},
@@ -162,9 +163,9 @@ var decideCases = []decideCase{
 		name:     "mesh STRICT: a namespace policy with UNSET does not decide, it inherits",
 		fixtures: []string{"optouts.yaml"},
 		existing: []pa{v1beta1("mtls-guard/default", feb, unset)},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("istio-system/default", "", strict),
-		scope:    MeshWide,
+		scope:    engine.MeshWide,
 		touched:  []string{"ambient", "gateways", "mtls-guard", "plain", "shop"},
 		unmeshed: []string{guardPod},
 	},
@@ -172,9 +173,9 @@ var decideCases = []decideCase{
 		name:     "mesh STRICT: a namespace policy with only workload policies is still decided",
 		fixtures: []string{"optouts.yaml"},
 		existing: []pa{v1("mtls-guard/webhook", feb, "{selector: {matchLabels: {app: other}}, mtls: {mode: PERMISSIVE}}")},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("istio-system/default", "", strict),
-		scope:    MeshWide,
+		scope:    engine.MeshWide,
 		touched:  []string{"ambient", "gateways", "mtls-guard", "plain", "shop"},
 		unmeshed: []string{guardPod},
 	},
@@ -182,136 +183,136 @@ var decideCases = []decideCase{
 		name:     "mesh STRICT: a workload policy keeps its own pods out",
 		fixtures: []string{"optouts.yaml"},
 		existing: []pa{v1("mtls-guard/webhook", feb, "{selector: {matchLabels: {app: mtls-guard}}, mtls: {mode: PERMISSIVE}}")},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("istio-system/default", "", strict),
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 		touched: []string{"ambient", "gateways", "plain", "shop"},
 	},
 	{
 		name:     "mesh: the oldest policy wins, a newer STRICT is ignored",
 		existing: []pa{v1beta1("istio-system/zz-permissive", t2023, permissive)},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("istio-system/default", "", strict),
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 		warnings: []string{"Istio ignores istio-system/default: the older mesh-wide policy istio-system/zz-permissive takes precedence"},
 		message:  []string{"CREATE of PeerAuthentication istio-system/default (mesh-wide) allowed: no pod becomes stricter"},
 	},
 	{
 		name:     "mesh: a policy without creationTimestamp is the newest, whatever its name",
 		existing: []pa{v1("istio-system/zzz", "2030-01-01T00:00:00Z", "")},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("istio-system/aaa", "", strict),
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 		warnings: []string{"Istio ignores istio-system/aaa: the older mesh-wide policy istio-system/zzz takes precedence"},
 	},
 	{
 		name:     "mesh: equal timestamps, the smaller name wins",
 		existing: []pa{v1("istio-system/b-permissive", jan, permissive)},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("istio-system/a-strict", jan, strict),
-		scope:    MeshWide, touched: everyNamespace, unmeshed: everyUnmeshed,
+		scope:    engine.MeshWide, touched: everyNamespace, unmeshed: everyUnmeshed,
 		warnings: []string{exemptWarning},
 	},
 	{
 		name:     "mesh: equal timestamps, the larger name is ignored",
 		existing: []pa{v1("istio-system/a-permissive", jan, permissive)},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("istio-system/b-strict", jan, strict),
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 		warnings: []string{"Istio ignores istio-system/b-strict: the older mesh-wide policy istio-system/a-permissive takes precedence"},
 	},
 	{
 		name:     "mesh: UNSET in the oldest policy is PERMISSIVE and masks a newer STRICT",
 		existing: []pa{v1("istio-system/base", jan, ""), v1beta1("istio-system/default", feb, strict)},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("istio-system/default", feb, strict),
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 		warnings: []string{"Istio ignores istio-system/default: the older mesh-wide policy istio-system/base takes precedence"},
 	},
 	{
 		name:     "mesh: deleting the UNSET oldest policy exposes the newer STRICT",
 		existing: []pa{v1("istio-system/base", jan, ""), v1beta1("istio-system/default", feb, strict)},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("istio-system/base", jan, ""),
-		scope:    MeshWide, touched: everyNamespace, unmeshed: everyUnmeshed,
+		scope:    engine.MeshWide, touched: everyNamespace, unmeshed: everyUnmeshed,
 		message:  []string{"DELETE of PeerAuthentication istio-system/base (mesh-wide) denied"},
 		warnings: []string{exemptWarning},
 	},
 	{
 		name:     "mesh: giving the oldest PERMISSIVE mesh policy a selector exposes a newer STRICT",
 		existing: []pa{v1("istio-system/base", jan, permissive), v1beta1("istio-system/default", feb, strict)},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("istio-system/base", jan, "{selector: {matchLabels: {app: istiod}}, mtls: {mode: PERMISSIVE}}"),
-		scope:    Ignored, touched: everyNamespace, unmeshed: everyUnmeshed,
+		scope:    engine.Ignored, touched: everyNamespace, unmeshed: everyUnmeshed,
 		warnings: []string{"Istio ignores istio-system/base: selector policies in the root namespace istio-system have no effect", exemptWarning},
 		message:  []string{"UPDATE of PeerAuthentication istio-system/base (ignored) denied"},
 	},
 	{
 		name:     "mesh: giving a newer ignored mesh policy a selector changes nothing",
 		existing: []pa{v1("istio-system/base", jan, permissive), v1beta1("istio-system/default", feb, strict)},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1beta1("istio-system/default", feb, "{selector: {matchLabels: {app: istiod}}, mtls: {mode: STRICT}}"),
-		allowed:  true, scope: Ignored,
+		allowed:  true, scope: engine.Ignored,
 		warnings: []string{"Istio ignores istio-system/default: selector policies in the root namespace istio-system have no effect"},
 	},
 	{
 		name:     "mesh: UPDATE keeps the existing creationTimestamp (object without one)",
 		existing: []pa{v1("istio-system/old", jan, permissive), v1("istio-system/new", feb, strict)},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("istio-system/old", "", unset),
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 	},
 	{
 		name:     "mesh: UPDATE keeps the existing creationTimestamp (object with another one)",
 		existing: []pa{v1("istio-system/old", jan, permissive), v1("istio-system/new", feb, strict)},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("istio-system/old", mar, unset),
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 	},
 	{
 		name:     "mesh: UPDATE of the older policy to STRICT",
 		existing: []pa{v1("istio-system/old", jan, permissive), v1("istio-system/new", feb, disable)},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("istio-system/old", jan, strict),
-		scope:    MeshWide, touched: everyNamespace, unmeshed: everyUnmeshed,
+		scope:    engine.MeshWide, touched: everyNamespace, unmeshed: everyUnmeshed,
 		warnings: []string{exemptWarning},
 	},
 	{
 		name:   "mesh: no policy is PERMISSIVE, so a PERMISSIVE mesh policy changes nothing",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("istio-system/default", "", permissive),
-		scope:  MeshWide, allowed: true,
+		scope:  engine.MeshWide, allowed: true,
 		message: []string{"allowed: no pod becomes stricter"},
 	},
 	{
 		name:     "mesh: DELETE of STRICT loosens",
 		fixtures: []string{"mesh-strict.yaml"},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("istio-system/default", jan, strict),
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 	},
 	{
 		name:     "mesh: re-applying the same STRICT (GitOps sync) is allowed",
 		fixtures: []string{"mesh-strict.yaml"},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("istio-system/default", jan, strict),
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 		message: []string{"UPDATE of PeerAuthentication istio-system/default (mesh-wide) allowed: no pod becomes stricter"},
 	},
 	{
 		name:     "mesh: re-applying from a file without creationTimestamp is allowed",
 		fixtures: []string{"mesh-strict.yaml"},
 		existing: []pa{v1("istio-system/later", feb, permissive)},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("istio-system/default", "", strict),
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 	},
 	// ---- 1. Namespace level.
 	{
 		name:     "namespace STRICT is denied while an unmeshed pod is there",
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("billing/default", "", strict),
-		scope:    NamespaceWide,
+		scope:    engine.NamespaceWide,
 		touched:  []string{"billing"},
 		unmeshed: []string{invoicer},
 		message: []string{
@@ -322,369 +323,369 @@ var decideCases = []decideCase{
 	{
 		name:     "namespace: the oldest policy wins, a newer STRICT is ignored",
 		existing: []pa{v1beta1("billing/permissive", mar, permissive)},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("billing/strict", "", strict),
-		allowed:  true, scope: NamespaceWide,
+		allowed:  true, scope: engine.NamespaceWide,
 		warnings: []string{"Istio ignores billing/strict: the older namespace-wide policy billing/permissive takes precedence"},
 	},
 	{
 		name:     "namespace: equal timestamps, the smaller name wins",
 		existing: []pa{v1beta1("billing/b", mar, permissive)},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("billing/a", mar, strict),
-		scope:    NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
 	},
 	{
 		name:     "namespace: UNSET inherits the mesh STRICT",
 		fixtures: []string{"mesh-strict.yaml", "optouts.yaml"},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("billing/default", feb, ""),
-		scope:    NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
 	},
 	{
 		name:    "namespace: UNSET inherits the mesh PERMISSIVE",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("billing/default", "", unset),
-		allowed: true, scope: NamespaceWide,
+		allowed: true, scope: engine.NamespaceWide,
 	},
 	{
 		name:     "namespace: STRICT under a mesh STRICT changes nothing",
 		fixtures: []string{"mesh-strict.yaml"},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("shop/default", "", strict),
-		allowed:  true, scope: NamespaceWide,
+		allowed:  true, scope: engine.NamespaceWide,
 	},
 	{
 		name:    "namespace: every meshed pod (native sidecars) may go STRICT",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("shop/default", "", strict),
-		allowed: true, scope: NamespaceWide, touched: []string{"shop"},
+		allowed: true, scope: engine.NamespaceWide, touched: []string{"shop"},
 		message: []string{"CREATE of PeerAuthentication shop/default (namespace-wide) allowed: every pod it makes stricter is in the mesh (namespaces: shop)"},
 	},
 	{
 		name:    "namespace: ambient pods are meshed",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("ambient/default", "", strict),
-		allowed: true, scope: NamespaceWide, touched: []string{"ambient"},
+		allowed: true, scope: engine.NamespaceWide, touched: []string{"ambient"},
 	},
 	{
 		name:    "namespace: gateways are meshed",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("gateways/default", "", strict),
-		allowed: true, scope: NamespaceWide, touched: []string{"gateways"},
+		allowed: true, scope: engine.NamespaceWide, touched: []string{"gateways"},
 	},
 	{
 		name:    "namespace: STRICT without an injection label warns",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("plain/default", "", strict),
-		allowed: true, scope: NamespaceWide, touched: []string{"plain"},
+		allowed: true, scope: engine.NamespaceWide, touched: []string{"plain"},
 		warnings: []string{"namespace plain has no injection or ambient label: new pods may start unmeshed under STRICT"},
 	},
 	{
 		name:    "namespace: a STRICT port in a namespace without an injection label warns",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("plain/web", "", "{selector: {matchLabels: {app: web}}, portLevelMtls: {8080: {mode: STRICT}}}"),
-		allowed: true, scope: WorkloadScope, touched: []string{"plain"},
+		allowed: true, scope: engine.WorkloadScope, touched: []string{"plain"},
 		warnings: []string{"namespace plain has no injection or ambient label"},
 	},
 	{
 		name:    "namespace: PERMISSIVE without an injection label does not warn",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("plain/default", "", permissive),
-		allowed: true, scope: NamespaceWide,
+		allowed: true, scope: engine.NamespaceWide,
 	},
 	{
 		name:    "namespace: STRICT in a namespace that has no Namespace object warns",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("ghost/default", "", strict),
-		allowed: true, scope: NamespaceWide,
+		allowed: true, scope: engine.NamespaceWide,
 		warnings: []string{"namespace ghost has no injection or ambient label"},
 	},
 	{
 		name:    "namespace: pods that are never counted do not block",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("batch/default", "", strict),
-		allowed: true, scope: NamespaceWide,
+		allowed: true, scope: engine.NamespaceWide,
 		message: []string{"allowed: no pod becomes stricter"},
 	},
 	{
 		name:   "namespace: every reason and every owner kind (native)",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("legacy/default", "", strict),
-		scope:  NamespaceWide, touched: []string{"legacy"}, unmeshed: legacyNative,
+		scope:  engine.NamespaceWide, touched: []string{"legacy"}, unmeshed: legacyNative,
 		message:  []string{"while 10 workloads there have no Istio sidecar", "  StatefulSet/db (2 pods: classic-sidecar, no-sidecar)\nTo proceed"},
 		warnings: []string{exemptWarning},
 	},
 	{
 		name:   "namespace: every reason and every owner kind (--sidecar-mode=any)",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("legacy/default", "", strict),
-		opts:   func() Options { return withSidecarMode(mesh.Any) },
-		scope:  NamespaceWide, touched: []string{"legacy"}, unmeshed: legacyAny,
+		opts:   func() engine.Options { return withSidecarMode(mesh.Any) },
+		scope:  engine.NamespaceWide, touched: []string{"legacy"}, unmeshed: legacyAny,
 		warnings: []string{exemptWarning},
 	},
 	{
 		name:   "namespace: classic sidecars are unmeshed by default",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("classic/default", "", strict),
-		scope:  NamespaceWide, touched: []string{"classic"}, unmeshed: []string{classicApp},
+		scope:  engine.NamespaceWide, touched: []string{"classic"}, unmeshed: []string{classicApp},
 	},
 	{
 		name:    "namespace: classic sidecars are meshed with --sidecar-mode=any",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("classic/default", "", strict),
-		opts:    func() Options { return withSidecarMode(mesh.Any) },
-		allowed: true, scope: NamespaceWide, touched: []string{"classic"},
+		opts:    func() engine.Options { return withSidecarMode(mesh.Any) },
+		allowed: true, scope: engine.NamespaceWide, touched: []string{"classic"},
 	},
 	{
 		name:   "namespace: STRICT in a namespace being deleted is still decided",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("dying/strict", "", strict),
-		scope:  NamespaceWide, touched: []string{"dying"}, unmeshed: []string{oldApp},
+		scope:  engine.NamespaceWide, touched: []string{"dying"}, unmeshed: []string{oldApp},
 	},
 
 	// ---- 3. DELETE.
 	{
 		name:     "DELETE of a namespace PERMISSIVE under a mesh STRICT tightens: denied",
 		fixtures: []string{"mesh-strict.yaml", "optouts.yaml"},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("billing/default", feb, permissive),
-		scope:    NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
 		message: []string{"DELETE of PeerAuthentication billing/default (namespace-wide) denied: it makes pods in billing STRICT mTLS"},
 	},
 	{
 		name:     "DELETE of a namespace STRICT loosens: allowed, and ends the drift without a warning",
 		existing: []pa{v1("billing/default", feb, strict)},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("billing/default", feb, strict),
-		allowed:  true, scope: NamespaceWide,
+		allowed:  true, scope: engine.NamespaceWide,
 	},
 	{
 		name:     "DELETE of a workload PERMISSIVE under a mesh STRICT tightens meshed pods next to an unmeshed one: denied",
 		fixtures: []string{"mesh-strict.yaml"},
 		existing: []pa{v1beta1("billing/payments", feb, "{selector: {matchLabels: {app: payments}}, mtls: {mode: PERMISSIVE}}")},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1beta1("billing/payments", feb, "{selector: {matchLabels: {app: payments}}, mtls: {mode: PERMISSIVE}}"),
-		scope:    WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
 		warnings: []string{"drift: 1 unmeshed pod in billing already under STRICT: Deployment/invoicer"},
 	},
 	{
 		name:     "DELETE in a namespace being deleted is always allowed",
 		fixtures: []string{"mesh-strict.yaml", "optouts.yaml"},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("dying/default", feb, permissive),
-		allowed:  true, scope: NamespaceWide,
+		allowed:  true, scope: engine.NamespaceWide,
 		message: []string{"DELETE of PeerAuthentication dying/default (namespace-wide) allowed: namespace dying is being deleted"},
 	},
 	{
 		name:     "DELETE with the override annotation on the deleted object",
 		fixtures: []string{"mesh-strict.yaml", "optouts.yaml"},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("billing/default", feb, permissive).override("CHG-42 invoicer retires today"),
-		allowed:  true, overridden: true, scope: NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		allowed:  true, overridden: true, scope: engine.NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
 		warnings: []string{"override: admitted with 1 unmeshed workload cut off (reason: \"CHG-42 invoicer retires today\")"},
 		message:  []string{`DELETE of PeerAuthentication billing/default (namespace-wide) allowed by override (mtls-guard.io/override-reason: "CHG-42 invoicer retires today")`, "\n  Deployment/invoicer (1 pod: no-sidecar)"},
 	},
 	{
 		name:     "DELETE with the override annotation, overrides disabled",
 		fixtures: []string{"mesh-strict.yaml", "optouts.yaml"},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("billing/default", feb, permissive).override("CHG-42"),
 		opts:     noOverride,
-		scope:    NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
 		message: []string{"denied", "The mtls-guard.io/override-reason annotation is ignored: overrides are disabled (--allow-override=false)."},
 	},
 	{
 		name:     "DELETE of the oldest namespace policy exposes a newer STRICT",
 		existing: []pa{v1("billing/a", jan, permissive), v1beta1("billing/b", feb, strict)},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("billing/a", jan, permissive),
-		scope:    NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
 	},
 	{
 		name:     "DELETE of an ignored newer namespace policy changes nothing",
 		existing: []pa{v1("billing/a", jan, permissive), v1beta1("billing/b", feb, strict)},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1beta1("billing/b", feb, strict),
-		allowed:  true, scope: NamespaceWide,
+		allowed:  true, scope: engine.NamespaceWide,
 	},
 	{
 		name:     "DELETE of a policy the cluster view does not hold yet is decided on the deleted object",
 		fixtures: []string{"mesh-strict.yaml"},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("billing/default", feb, permissive),
-		scope:    NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
 	},
 	{
 		name:     "DELETE is decided on the deleted object, not a stale copy in the view",
 		fixtures: []string{"mesh-strict.yaml"},
 		existing: []pa{v1("billing/default", feb, strict)},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("billing/default", feb, permissive),
-		scope:    NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
 	},
 	{
 		name:     "DELETE of a mesh STRICT with opt-outs is allowed",
 		fixtures: []string{"mesh-strict.yaml", "optouts.yaml"},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("istio-system/default", jan, strict),
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 	},
 	{
 		name:     "DELETE of a PERMISSIVE mesh policy under nothing else is allowed",
 		existing: []pa{v1("istio-system/default", jan, permissive)},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("istio-system/default", jan, permissive),
-		allowed:  true, scope: MeshWide,
+		allowed:  true, scope: engine.MeshWide,
 	},
 
 	// ---- 1. Workload level and strictness gain.
 	{
 		name:   "workload STRICT on meshed pods still lists every unmeshed pod of the namespace",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("billing/payments", "", "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}}"),
-		scope:  WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:  engine.WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
 		message: []string{"CREATE of PeerAuthentication billing/payments (workload) denied: it makes pods in billing STRICT mTLS"},
 	},
 	{
 		name:    "workload: every matchLabels entry must match",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("billing/nobody", "", "{selector: {matchLabels: {app: payments, tier: frontend}}, mtls: {mode: STRICT}}"),
-		allowed: true, scope: WorkloadScope,
+		allowed: true, scope: engine.WorkloadScope,
 		warnings: []string{"the selector of billing/nobody matches no counted pod in billing"},
 	},
 	{
 		name:    "workload: a selector that only matches uncounted pods warns",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("batch/report", "", "{selector: {matchLabels: {app: report}}, mtls: {mode: STRICT}}"),
-		allowed: true, scope: WorkloadScope,
+		allowed: true, scope: engine.WorkloadScope,
 		warnings: []string{"the selector of batch/report matches no counted pod in batch"},
 	},
 	{
 		name:   "workload: a subset of the labels selects meshed and unmeshed pods",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("billing/backend", "", "{selector: {matchLabels: {tier: backend}}, mtls: {mode: STRICT}}"),
-		scope:  WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:  engine.WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
 	},
 	{
 		name:     "workload: the oldest matching policy wins, a newer STRICT is ignored",
 		existing: []pa{v1beta1("billing/payments-permissive", jan, "{selector: {matchLabels: {app: payments}}, mtls: {mode: PERMISSIVE}}")},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("billing/payments-strict", "", "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}}"),
-		allowed:  true, scope: WorkloadScope,
+		allowed:  true, scope: engine.WorkloadScope,
 	},
 	{
 		name:     "workload: a workload policy beats the namespace policy, whatever their ages",
 		existing: []pa{v1beta1("billing/default", mar, strict)},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("billing/invoicer", "", "{selector: {matchLabels: {app: invoicer}}, mtls: {mode: PERMISSIVE}}"),
-		allowed:  true, scope: WorkloadScope,
+		allowed:  true, scope: engine.WorkloadScope,
 	},
 	{
 		name:     "workload: UNSET inherits the namespace STRICT",
 		existing: []pa{v1("billing/default", jan, strict), v1beta1("billing/payments", feb, "{selector: {matchLabels: {app: payments}}, mtls: {mode: PERMISSIVE}}")},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("billing/payments", feb, "{selector: {matchLabels: {app: payments}}, mtls: {mode: UNSET}}"),
-		scope:    WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
 		warnings: []string{"drift: 1 unmeshed pod in billing already under STRICT: Deployment/invoicer"},
 	},
 	{
 		name:     "workload: pods already STRICT do not gain",
 		existing: []pa{v1("billing/default", jan, strict)},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("billing/payments", "", "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}}"),
-		allowed:  true, scope: WorkloadScope,
+		allowed:  true, scope: engine.WorkloadScope,
 		warnings: []string{"drift: 1 unmeshed pod in billing already under STRICT: Deployment/invoicer"},
 	},
 	{
 		name:     "workload: narrowing a PERMISSIVE exemption under a STRICT mesh is denied",
 		fixtures: []string{"mesh-strict.yaml", "optouts.yaml"},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("billing/default", feb, "{selector: {matchLabels: {app: payments}}, mtls: {mode: PERMISSIVE}}"),
-		scope:    WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
 	},
 	{
 		name:    "workload: a selector policy in an excluded namespace is never blocked",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("kube-system/proxy", "", "{selector: {matchLabels: {k8s-app: kube-proxy}}, mtls: {mode: STRICT}}"),
-		allowed: true, scope: WorkloadScope,
+		allowed: true, scope: engine.WorkloadScope,
 		message: []string{"CREATE of PeerAuthentication kube-system/proxy (workload) allowed: namespace kube-system is excluded from the guard"},
 	},
 
 	// ---- 1. Port level.
 	{
 		name:   "port: one STRICT port gains strictness",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("billing/payments", "", "{selector: {matchLabels: {app: payments}}, mtls: {mode: PERMISSIVE}, portLevelMtls: {8080: {mode: STRICT}}}"),
-		scope:  WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:  engine.WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
 	},
 	{
 		name:     "port: a PERMISSIVE port on a STRICT namespace gains nothing",
 		existing: []pa{v1("billing/default", jan, strict)},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("billing/payments", "", "{selector: {matchLabels: {app: payments}}, portLevelMtls: {8080: {mode: PERMISSIVE}}}"),
-		allowed:  true, scope: WorkloadScope,
+		allowed:  true, scope: engine.WorkloadScope,
 		warnings: []string{"drift: 1 unmeshed pod in billing already under STRICT"},
 	},
 	{
 		name:     "port: an UNSET port inherits the workload's STRICT",
 		existing: []pa{v1("billing/payments", jan, "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}, portLevelMtls: {8080: {mode: PERMISSIVE}}}")},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("billing/payments", jan, "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}, portLevelMtls: {8080: {mode: UNSET}}}"),
-		scope:    WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
 	},
 	{
 		name:     "port: an UNSET port inherits the namespace's STRICT through an UNSET workload mode",
 		existing: []pa{v1("billing/default", jan, strict), v1("billing/payments", jan, "{selector: {matchLabels: {app: payments}}, portLevelMtls: {8080: {mode: DISABLE}}}")},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("billing/payments", jan, "{selector: {matchLabels: {app: payments}}, portLevelMtls: {8080: {}}}"),
-		scope:    WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
 		warnings: []string{"drift: 1 unmeshed pod in billing already under STRICT"},
 	},
 	{
 		name:     "port: turning a PERMISSIVE port to DISABLE is allowed",
 		existing: []pa{v1("billing/payments", jan, "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}, portLevelMtls: {8080: {mode: PERMISSIVE}}}")},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("billing/payments", jan, "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}, portLevelMtls: {8080: {mode: DISABLE}}}"),
-		allowed:  true, scope: WorkloadScope,
+		allowed:  true, scope: engine.WorkloadScope,
 	},
 	{
 		name:     "port: dropping portLevelMtls makes the excepted port STRICT",
 		existing: []pa{v1("billing/payments", jan, "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}, portLevelMtls: {8080: {mode: PERMISSIVE}}}")},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("billing/payments", jan, "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}}"),
-		scope:    WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
 	},
 	{
 		name:     "port: moving the STRICT port to another port gains on the new one",
 		existing: []pa{v1("billing/payments", jan, "{selector: {matchLabels: {app: payments}}, portLevelMtls: {8080: {mode: STRICT}}}")},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("billing/payments", jan, "{selector: {matchLabels: {app: payments}}, portLevelMtls: {9090: {mode: STRICT}}}"),
-		scope:    WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:    engine.WorkloadScope, touched: []string{"billing"}, unmeshed: []string{invoicer},
 	},
 	{
 		name:     "port: a STRICT port on an already STRICT pod gains nothing",
 		existing: []pa{v1("billing/default", jan, strict)},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("billing/payments", "", "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}, portLevelMtls: {8080: {mode: STRICT}}}"),
-		allowed:  true, scope: WorkloadScope,
+		allowed:  true, scope: engine.WorkloadScope,
 		warnings: []string{"drift:"},
 	},
 	{
 		name:     "port: drift through a STRICT port",
 		existing: []pa{v1("billing/invoicer", jan, "{selector: {matchLabels: {app: invoicer}}, portLevelMtls: {8443: {mode: STRICT}}}")},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("billing/invoicer", jan, "{selector: {matchLabels: {app: invoicer}}, portLevelMtls: {8443: {mode: STRICT}}}"),
-		allowed:  true, scope: WorkloadScope,
+		allowed:  true, scope: engine.WorkloadScope,
 		warnings: []string{"drift: 1 unmeshed pod in billing already under STRICT: Deployment/invoicer"},
 	},
 
 	// ---- 1. Root-namespace selector policies are ignored.
 	{
 		name:    "root: a selector policy is ignored by Istio: allowed with a warning",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("istio-system/gateway", "", "{selector: {matchLabels: {istio: ingressgateway}}, mtls: {mode: STRICT}}"),
-		allowed: true, scope: Ignored,
+		allowed: true, scope: engine.Ignored,
 		warnings: []string{"Istio ignores istio-system/gateway: selector policies in the root namespace istio-system have no effect"},
 		message:  []string{"CREATE of PeerAuthentication istio-system/gateway (ignored) allowed: no pod becomes stricter"},
 	},
@@ -692,106 +693,106 @@ var decideCases = []decideCase{
 		name:     "root: deleting an ignored selector policy is allowed",
 		fixtures: []string{"mesh-strict.yaml"},
 		existing: []pa{v1("istio-system/gateway", t2023, "{selector: {matchLabels: {istio: ingressgateway}}, mtls: {mode: PERMISSIVE}}")},
-		op:       Delete,
+		op:       engine.Delete,
 		change:   v1("istio-system/gateway", t2023, "{selector: {matchLabels: {istio: ingressgateway}}, mtls: {mode: PERMISSIVE}}"),
-		allowed:  true, scope: Ignored,
+		allowed:  true, scope: engine.Ignored,
 	},
 	{
 		name:    "root: a namespace-wide policy in the root namespace is the mesh policy, even as PERMISSIVE",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("istio-system/default", "", disable),
-		allowed: true, scope: MeshWide,
+		allowed: true, scope: engine.MeshWide,
 	},
 
 	// ---- Excluded namespaces.
 	{
 		name:    "excluded: kube-system policies are never blocked",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("kube-system/default", "", strict),
-		allowed: true, scope: NamespaceWide,
+		allowed: true, scope: engine.NamespaceWide,
 		message: []string{"CREATE of PeerAuthentication kube-system/default (namespace-wide) allowed: namespace kube-system is excluded from the guard"},
 	},
 	{
 		name:   "excluded: the guard's namespace is counted by default",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("mtls-guard/default", "", strict),
-		scope:  NamespaceWide, touched: []string{"mtls-guard"}, unmeshed: []string{guardPod},
+		scope:  engine.NamespaceWide, touched: []string{"mtls-guard"}, unmeshed: []string{guardPod},
 		warnings: []string{"namespace mtls-guard has no injection or ambient label"},
 	},
 	{
 		name:    "excluded: POD_NAMESPACE is excluded",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("mtls-guard/default", "", strict),
 		opts:    ownNamespaceOptions,
-		allowed: true, scope: NamespaceWide,
+		allowed: true, scope: engine.NamespaceWide,
 		message: []string{"namespace mtls-guard is excluded"},
 	},
 	{
 		name:   "excluded: --exclude-namespaces replaces the default list",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("legacy/default", "", strict),
-		opts: func() Options {
-			o, _ := NewOptions(DefaultRootNamespace, mesh.Native, []string{" legacy ", ""}, "", true)
+		opts: func() engine.Options {
+			o, _ := engine.NewOptions(engine.DefaultRootNamespace, mesh.Native, []string{" legacy ", ""}, "", true)
 			return o
 		},
-		allowed: true, scope: NamespaceWide,
+		allowed: true, scope: engine.NamespaceWide,
 		message: []string{"namespace legacy is excluded"},
 	},
 	{
 		name:   "excluded: kube-system is counted when not listed",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("kube-system/default", "", strict),
-		opts: func() Options {
-			o, _ := NewOptions(DefaultRootNamespace, mesh.Native, []string{"legacy"}, "", true)
+		opts: func() engine.Options {
+			o, _ := engine.NewOptions(engine.DefaultRootNamespace, mesh.Native, []string{"legacy"}, "", true)
 			return o
 		},
-		scope: NamespaceWide, touched: []string{"kube-system"}, unmeshed: []string{kubeProxy},
+		scope: engine.NamespaceWide, touched: []string{"kube-system"}, unmeshed: []string{kubeProxy},
 		warnings: []string{"namespace kube-system has no injection or ambient label"},
 	},
 	{
 		name:   "excluded: another root namespace (AKS) makes istio-system an ordinary namespace",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("istio-system/default", "", strict),
-		opts: func() Options {
-			o, _ := NewOptions("aks-istio-system", mesh.Native, strings.Split(DefaultExcludedNamespaces, ","), "", true)
+		opts: func() engine.Options {
+			o, _ := engine.NewOptions("aks-istio-system", mesh.Native, strings.Split(engine.DefaultExcludedNamespaces, ","), "", true)
 			return o
 		},
-		scope: NamespaceWide, touched: []string{"istio-system"}, unmeshed: []string{istiod},
+		scope: engine.NamespaceWide, touched: []string{"istio-system"}, unmeshed: []string{istiod},
 		warnings: []string{"namespace istio-system has no injection or ambient label"},
 	},
 	{
 		name:     "excluded: the AKS root namespace holds the mesh policy",
 		fixtures: []string{"optouts.yaml"},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("aks-istio-system/default", "", strict),
-		opts: func() Options {
-			o, _ := NewOptions("aks-istio-system", mesh.Native, strings.Split(DefaultExcludedNamespaces, ","), "mtls-guard", true)
+		opts: func() engine.Options {
+			o, _ := engine.NewOptions("aks-istio-system", mesh.Native, strings.Split(engine.DefaultExcludedNamespaces, ","), "mtls-guard", true)
 			return o
 		},
-		scope:    MeshWide,
+		scope:    engine.MeshWide,
 		touched:  []string{"ambient", "gateways", "istio-system", "plain", "shop"},
 		unmeshed: []string{istiod},
 	},
 	{
 		name:   "excluded: a selector policy in the AKS root namespace is ignored",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("aks-istio-system/gw", "", "{selector: {matchLabels: {app: x}}, mtls: {mode: STRICT}}"),
-		opts: func() Options {
-			o, _ := NewOptions("aks-istio-system", mesh.Native, nil, "", true)
+		opts: func() engine.Options {
+			o, _ := engine.NewOptions("aks-istio-system", mesh.Native, nil, "", true)
 			return o
 		},
-		allowed: true, scope: Ignored,
+		allowed: true, scope: engine.Ignored,
 		warnings: []string{"selector policies in the root namespace aks-istio-system have no effect"},
 	},
 
 	// ---- 3. Override.
 	{
 		name:       "override: a denial becomes an audited allowance that still lists the workloads",
-		op:         Create,
+		op:         engine.Create,
 		change:     v1("billing/default", "", strict).override("CHG-7: invoicer is decommissioned at 18:00"),
 		allowed:    true,
 		overridden: true,
-		scope:      NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:      engine.NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
 		warnings: []string{"override: admitted with 1 unmeshed workload cut off (reason: \"CHG-7: invoicer is decommissioned at 18:00\")"},
 		message: []string{
 			`CREATE of PeerAuthentication billing/default (namespace-wide) allowed by override (mtls-guard.io/override-reason: "CHG-7: invoicer is decommissioned at 18:00"), although 1 unmeshed workload would be cut off by STRICT mTLS:`,
@@ -800,31 +801,31 @@ var decideCases = []decideCase{
 	},
 	{
 		name:    "override: a long reason is truncated in the warning",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("legacy/default", "", strict).override(strings.Repeat("x", 60)),
 		allowed: true, overridden: true,
-		scope: NamespaceWide, touched: []string{"legacy"}, unmeshed: legacyNative,
+		scope: engine.NamespaceWide, touched: []string{"legacy"}, unmeshed: legacyNative,
 		warnings: []string{exemptWarning, "override: admitted with 10 unmeshed workloads cut off (reason: \"" + strings.Repeat("x", 49) + "…\")"},
 	},
 	{
 		name:   "override: disabled with --allow-override=false",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("billing/default", "", strict).override("CHG-7"),
 		opts:   noOverride,
-		scope:  NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:  engine.NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
 		message: []string{"denied", "overrides are disabled (--allow-override=false)"},
 	},
 	{
 		name:    "override: without a denial there is nothing to override",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("shop/default", "", strict).override("CHG-7"),
-		allowed: true, scope: NamespaceWide, touched: []string{"shop"},
+		allowed: true, scope: engine.NamespaceWide, touched: []string{"shop"},
 	},
 	{
 		name:   "override: a blank reason is no override",
-		op:     Create,
+		op:     engine.Create,
 		change: v1("billing/default", "", strict).override("   "),
-		scope:  NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
+		scope:  engine.NamespaceWide, touched: []string{"billing"}, unmeshed: []string{invoicer},
 		message: []string{"denied"},
 	},
 
@@ -832,46 +833,46 @@ var decideCases = []decideCase{
 	{
 		name:     "PERMISSIVE namespace policy over unmeshed pods under a STRICT mesh",
 		fixtures: []string{"mesh-strict.yaml"},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("legacy/default", "", permissive),
-		allowed:  true, scope: NamespaceWide,
+		allowed:  true, scope: engine.NamespaceWide,
 	},
 	{
 		name:    "DISABLE namespace policy over unmeshed pods",
-		op:      Create,
+		op:      engine.Create,
 		change:  v1("legacy/default", "", disable),
-		allowed: true, scope: NamespaceWide,
+		allowed: true, scope: engine.NamespaceWide,
 		message: []string{"allowed: no pod becomes stricter"},
 	},
 	{
 		name:     "PERMISSIVE workload policy",
 		fixtures: []string{"mesh-strict.yaml", "optouts.yaml"},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("billing/invoicer", "", "{selector: {matchLabels: {app: invoicer}}, mtls: {mode: PERMISSIVE}}"),
-		allowed:  true, scope: WorkloadScope,
+		allowed:  true, scope: engine.WorkloadScope,
 	},
 	{
 		name:     "UPDATE from STRICT to PERMISSIVE",
 		existing: []pa{v1("legacy/default", jan, strict)},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("legacy/default", jan, permissive),
-		allowed:  true, scope: NamespaceWide,
+		allowed:  true, scope: engine.NamespaceWide,
 	},
 	{
 		name:     "re-applying an unchanged namespace STRICT (GitOps sync) is allowed despite drift",
 		existing: []pa{v1("billing/default", jan, strict)},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("billing/default", jan, strict),
-		allowed:  true, scope: NamespaceWide,
+		allowed:  true, scope: engine.NamespaceWide,
 		warnings: []string{"drift: 1 unmeshed pod in billing already under STRICT: Deployment/invoicer"},
 		message:  []string{"UPDATE of PeerAuthentication billing/default (namespace-wide) allowed: no pod becomes stricter"},
 	},
 	{
 		name:     "re-applying an unchanged workload STRICT from a file without creationTimestamp",
 		existing: []pa{v1("billing/payments-old", jan, "{selector: {matchLabels: {app: payments}}, mtls: {mode: PERMISSIVE}}"), v1("billing/payments-new", feb, "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}}")},
-		op:       Update,
+		op:       engine.Update,
 		change:   v1("billing/payments-old", "", "{selector: {matchLabels: {app: payments}}, mtls: {mode: PERMISSIVE}}"),
-		allowed:  true, scope: WorkloadScope,
+		allowed:  true, scope: engine.WorkloadScope,
 	},
 	// ---- The change's own object comes from the request, not the view.
 	{
@@ -879,9 +880,9 @@ var decideCases = []decideCase{
 		// object, but a CREATE has no same-named policy before it.
 		name:     "CREATE decides with no same-named policy before, whatever a lagging view holds",
 		existing: []pa{v1("billing/default", jan, strict).override("INC-1")},
-		op:       Create,
+		op:       engine.Create,
 		change:   v1("billing/default", feb, strict),
-		scope:    NamespaceWide, touched: []string{"billing"},
+		scope:    engine.NamespaceWide, touched: []string{"billing"},
 		unmeshed: []string{"billing/Deployment/invoicer (1 pod: no-sidecar)"},
 		message:  []string{"CREATE of PeerAuthentication billing/default (namespace-wide) denied"},
 	},
@@ -890,28 +891,28 @@ var decideCases = []decideCase{
 		// the informer's lag: the view still holds the first STRICT.
 		name:     "UPDATE decides against the request's oldObject, not the view's copy",
 		existing: []pa{v1("billing/default", jan, strict).override("INC-1")},
-		op:       Update,
+		op:       engine.Update,
 		old:      ptr(v1("billing/default", jan, permissive)),
 		change:   v1("billing/default", jan, strict),
-		scope:    NamespaceWide, touched: []string{"billing"},
+		scope:    engine.NamespaceWide, touched: []string{"billing"},
 		unmeshed: []string{"billing/Deployment/invoicer (1 pod: no-sidecar)"},
 		message:  []string{"UPDATE of PeerAuthentication billing/default (namespace-wide) denied"},
 	},
 	{
 		name:     "UPDATE keeps the oldObject's creationTimestamp, which the API server never changes",
 		existing: []pa{v1("billing/new", feb, strict)},
-		op:       Update,
+		op:       engine.Update,
 		old:      ptr(v1("billing/old", jan, permissive)),
 		change:   v1("billing/old", "", permissive),
 		// With a zero creationTimestamp billing/old would be the newest:
 		// Istio would ignore it, and billing would drift under STRICT.
-		allowed: true, scope: NamespaceWide,
+		allowed: true, scope: engine.NamespaceWide,
 	},
 	{
 		name:    "DELETE decides on the object the request sends, even when the view lacks it",
-		op:      Delete,
+		op:      engine.Delete,
 		change:  v1("billing/default", jan, permissive),
-		allowed: true, scope: NamespaceWide,
+		allowed: true, scope: engine.NamespaceWide,
 		message: []string{"DELETE of PeerAuthentication billing/default (namespace-wide) allowed: no pod becomes stricter"},
 	},
 }
@@ -936,15 +937,15 @@ func TestDecide(t *testing.T) {
 				t.Run(tc.name+"/"+version+"/"+c.name, func(t *testing.T) {
 					s := loadFixtures(t, append([]string{"cluster.yaml"}, tc.fixtures...)...)
 					addPolicies(t, s, tc.existing...)
-					o := DefaultOptions()
+					o := engine.DefaultOptions()
 					if tc.opts != nil {
 						o = tc.opts()
 					}
-					ch := Change{Operation: tc.op, Policy: c.compile(t, tc.change.in(version))}
+					ch := engine.Change{Operation: tc.op, Policy: c.compile(t, tc.change.in(version))}
 					if tc.old != nil {
 						ch.Old = c.compile(t, tc.old.in(version))
 					}
-					d, err := Decide(s, ch, o)
+					d, err := engine.Decide(s, ch, o)
 					if err != nil {
 						t.Fatalf("Decide: %v", err)
 					}
@@ -955,7 +956,7 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-func checkDecision(t *testing.T, d *Decision, tc *decideCase) {
+func checkDecision(t *testing.T, d *engine.Decision, tc *decideCase) {
 	t.Helper()
 	if want := tc.change.namespace + "/" + tc.change.name; d.Policy != want || d.Operation != tc.op {
 		t.Errorf("decision for %s %s, want %s %s", d.Operation, d.Policy, tc.op, want)
@@ -1006,7 +1007,7 @@ func checkDecision(t *testing.T, d *Decision, tc *decideCase) {
 	// Every denial names each workload it lists (up to MaxListed).
 	if !d.Allowed || d.Overridden {
 		for i, w := range d.Unmeshed {
-			if i == MaxListed {
+			if i == engine.MaxListed {
 				break
 			}
 			if !strings.Contains(d.Message, w.Kind+"/"+w.Name+" (") {
@@ -1020,7 +1021,7 @@ func checkDecision(t *testing.T, d *Decision, tc *decideCase) {
 	}
 }
 
-func renderWorkloads(ws []Workload) []string {
+func renderWorkloads(ws []engine.Workload) []string {
 	out := make([]string, 0, len(ws))
 	for _, w := range ws {
 		out = append(out, w.Namespace+"/"+w.String())
@@ -1036,14 +1037,14 @@ func equalStrings(a, b []string) bool {
 // the namespace with every owner kind.
 func TestDecideUnmeshedWorkloads(t *testing.T) {
 	s := loadFixtures(t, "cluster.yaml")
-	d, err := Decide(s, Change{Operation: Create, Policy: v1("legacy/default", "", strict).typed(t)}, DefaultOptions())
+	d, err := engine.Decide(s, engine.Change{Operation: engine.Create, Policy: v1("legacy/default", "", strict).typed(t)}, engine.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := func(kind, name string, pods, reasons []string) Workload {
-		return Workload{Namespace: "legacy", Kind: kind, Name: name, Pods: pods, Reasons: reasons}
+	w := func(kind, name string, pods, reasons []string) engine.Workload {
+		return engine.Workload{Namespace: "legacy", Kind: kind, Name: name, Pods: pods, Reasons: reasons}
 	}
-	want := []Workload{
+	want := []engine.Workload{
 		// Pod -> Job -> CronJob
 		w("CronJob", "nightly", []string{"nightly-28700000-k8s9d"}, []string{"injection-disabled"}),
 		w("DaemonSet", "node-agent", []string{"node-agent-7hx4k"}, []string{"host-network"}),
@@ -1074,7 +1075,7 @@ func TestDecideUnmeshedWorkloads(t *testing.T) {
 // decided in every namespace, sorted by namespace.
 func TestDecideMeshWideAcrossNamespaces(t *testing.T) {
 	s := loadFixtures(t, "cluster.yaml")
-	d, err := Decide(s, Change{Operation: Create, Policy: v1beta1("istio-system/default", "", strict).decoded(t)}, DefaultOptions())
+	d, err := engine.Decide(s, engine.Change{Operation: engine.Create, Policy: v1beta1("istio-system/default", "", strict).decoded(t)}, engine.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1114,7 +1115,7 @@ func TestDecideInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, version := range apiVersions {
-			for _, op := range []Operation{Create, Update} {
+			for _, op := range []engine.Operation{engine.Create, engine.Update} {
 				t.Run(tt.name+"/"+version+"/"+string(op), func(t *testing.T) {
 					ns, name, _ := strings.Cut(tt.key, "/")
 					js := `{"apiVersion":"security.istio.io/` + version + `","kind":"PeerAuthentication","metadata":{"name":"` + name +
@@ -1124,7 +1125,7 @@ func TestDecideInvalid(t *testing.T) {
 						t.Fatalf("Decode: %v", err)
 					}
 					s := loadFixtures(t, "cluster.yaml")
-					d, err := Decide(s, Change{Operation: op, Policy: p}, DefaultOptions())
+					d, err := engine.Decide(s, engine.Change{Operation: op, Policy: p}, engine.DefaultOptions())
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -1149,7 +1150,7 @@ func TestDecideInvalid(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := Decide(loadFixtures(t, "cluster.yaml"), Change{Operation: Delete, Policy: p}, DefaultOptions())
+		d, err := engine.Decide(loadFixtures(t, "cluster.yaml"), engine.Change{Operation: engine.Delete, Policy: p}, engine.DefaultOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1162,7 +1163,7 @@ func TestDecideInvalid(t *testing.T) {
 	t.Run("typed portLevelMtls without selector", func(t *testing.T) {
 		for _, version := range apiVersions {
 			p := newPA(version, "billing/x", "", "{mtls: {mode: STRICT}, portLevelMtls: {8080: {mode: PERMISSIVE}}}").typed(t)
-			d, err := Decide(loadFixtures(t, "cluster.yaml"), Change{Operation: Create, Policy: p}, DefaultOptions())
+			d, err := engine.Decide(loadFixtures(t, "cluster.yaml"), engine.Change{Operation: engine.Create, Policy: p}, engine.DefaultOptions())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1178,32 +1179,32 @@ func TestDecideClusterErrors(t *testing.T) {
 		name     string
 		fail     string
 		existing []pa
-		op       Operation
+		op       engine.Operation
 		change   pa
 	}{
-		{"policies of the namespace", "Policies:billing", nil, Create, v1("billing/default", "", strict)},
-		{"policies of the root namespace", "Policies:istio-system", nil, Create, v1("billing/default", "", strict)},
-		{"policies of another namespace for a mesh policy", "Policies:legacy", nil, Create, v1("istio-system/default", "", strict)},
-		{"pod namespaces for a mesh policy", "PodNamespaces", nil, Create, v1("istio-system/default", "", strict)},
-		{"pods", "PodFacts", nil, Create, v1("billing/default", "", strict)},
-		{"pods for what would be an allowance", "PodFacts", nil, Create, v1("shop/default", "", strict)},
-		{"replica set of a blocking pod", "ReplicaSet", nil, Create, v1("billing/default", "", strict)},
-		{"replica set of an overridden denial", "ReplicaSet", nil, Create, v1("billing/default", "", strict).override("x")},
-		{"replica set of a drifting pod", "ReplicaSet", []pa{v1("billing/default", jan, strict)}, Update, v1("billing/default", jan, strict)},
-		{"job of a blocking pod", "Job", nil, Create, v1("legacy/default", "", strict)},
-		{"namespace of a delete", "Namespace", []pa{v1("billing/default", jan, permissive)}, Delete, v1("billing/default", jan, permissive)},
-		{"namespace for the injection warning", "Namespace", nil, Create, v1("shop/default", "", strict)},
+		{"policies of the namespace", "Policies:billing", nil, engine.Create, v1("billing/default", "", strict)},
+		{"policies of the root namespace", "Policies:istio-system", nil, engine.Create, v1("billing/default", "", strict)},
+		{"policies of another namespace for a mesh policy", "Policies:legacy", nil, engine.Create, v1("istio-system/default", "", strict)},
+		{"pod namespaces for a mesh policy", "PodNamespaces", nil, engine.Create, v1("istio-system/default", "", strict)},
+		{"pods", "PodFacts", nil, engine.Create, v1("billing/default", "", strict)},
+		{"pods for what would be an allowance", "PodFacts", nil, engine.Create, v1("shop/default", "", strict)},
+		{"replica set of a blocking pod", "ReplicaSet", nil, engine.Create, v1("billing/default", "", strict)},
+		{"replica set of an overridden denial", "ReplicaSet", nil, engine.Create, v1("billing/default", "", strict).override("x")},
+		{"replica set of a drifting pod", "ReplicaSet", []pa{v1("billing/default", jan, strict)}, engine.Update, v1("billing/default", jan, strict)},
+		{"job of a blocking pod", "Job", nil, engine.Create, v1("legacy/default", "", strict)},
+		{"namespace of a delete", "Namespace", []pa{v1("billing/default", jan, permissive)}, engine.Delete, v1("billing/default", jan, permissive)},
+		{"namespace for the injection warning", "Namespace", nil, engine.Create, v1("shop/default", "", strict)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := loadFixtures(t, "cluster.yaml")
 			addPolicies(t, s, tt.existing...)
-			o := DefaultOptions()
+			o := engine.DefaultOptions()
 			// The same change succeeds against the healthy view.
-			if _, err := Decide(s, Change{Operation: tt.op, Policy: tt.change.typed(t)}, o); err != nil {
+			if _, err := engine.Decide(s, engine.Change{Operation: tt.op, Policy: tt.change.typed(t)}, o); err != nil {
 				t.Fatalf("healthy view: %v", err)
 			}
-			d, err := Decide(failingCluster{Cluster: s, fail: tt.fail}, Change{Operation: tt.op, Policy: tt.change.typed(t)}, o)
+			d, err := engine.Decide(failingCluster{Cluster: s, fail: tt.fail}, engine.Change{Operation: tt.op, Policy: tt.change.typed(t)}, o)
 			if err == nil {
 				t.Fatalf("Decide succeeded: allowed=%v %s", d.Allowed, d.Message)
 			}
@@ -1219,11 +1220,11 @@ func TestDecideClusterErrors(t *testing.T) {
 
 func TestDecideBadChange(t *testing.T) {
 	s := loadFixtures(t, "cluster.yaml")
-	if d, err := Decide(s, Change{Operation: Create}, DefaultOptions()); err == nil || d != nil {
+	if d, err := engine.Decide(s, engine.Change{Operation: engine.Create}, engine.DefaultOptions()); err == nil || d != nil {
 		t.Errorf("a change without a policy: %v, %v", d, err)
 	}
-	for _, op := range []Operation{"CONNECT", "", "create"} {
-		if d, err := Decide(s, Change{Operation: op, Policy: v1("billing/x", "", strict).typed(t)}, DefaultOptions()); err == nil || d != nil {
+	for _, op := range []engine.Operation{"CONNECT", "", "create"} {
+		if d, err := engine.Decide(s, engine.Change{Operation: op, Policy: v1("billing/x", "", strict).typed(t)}, engine.DefaultOptions()); err == nil || d != nil {
 			t.Errorf("operation %q: %v, %v", op, d, err)
 		}
 	}
@@ -1237,13 +1238,13 @@ func TestDecisionJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ch := range []Change{
-		{Operation: Create, Policy: invalid},
-		{Operation: Create, Policy: v1("kube-system/x", "", strict).typed(t)},
-		{Operation: Delete, Policy: v1("dying/default", feb, permissive).typed(t)},
-		{Operation: Create, Policy: v1("shop/x", "", permissive).typed(t)},
+	for _, ch := range []engine.Change{
+		{Operation: engine.Create, Policy: invalid},
+		{Operation: engine.Create, Policy: v1("kube-system/x", "", strict).typed(t)},
+		{Operation: engine.Delete, Policy: v1("dying/default", feb, permissive).typed(t)},
+		{Operation: engine.Create, Policy: v1("shop/x", "", permissive).typed(t)},
 	} {
-		d, err := Decide(s, ch, DefaultOptions())
+		d, err := engine.Decide(s, ch, engine.DefaultOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1258,20 +1259,20 @@ func TestDecisionJSON(t *testing.T) {
 }
 
 func TestScopeOf(t *testing.T) {
-	o := DefaultOptions()
+	o := engine.DefaultOptions()
 	for _, tt := range []struct {
 		p    pa
-		want Scope
+		want engine.Scope
 	}{
-		{v1("istio-system/default", "", strict), MeshWide},
-		{v1("istio-system/default", "", "{selector: {matchLabels: {}}}"), MeshWide},
-		{v1("istio-system/gw", "", "{selector: {matchLabels: {app: gw}}}"), Ignored},
-		{v1("billing/default", "", strict), NamespaceWide},
-		{v1("billing/default", "", "{selector: {}}"), NamespaceWide},
-		{v1("billing/payments", "", "{selector: {matchLabels: {app: payments}}}"), WorkloadScope},
-		{v1("kube-system/x", "", "{selector: {matchLabels: {app: x}}}"), WorkloadScope},
+		{v1("istio-system/default", "", strict), engine.MeshWide},
+		{v1("istio-system/default", "", "{selector: {matchLabels: {}}}"), engine.MeshWide},
+		{v1("istio-system/gw", "", "{selector: {matchLabels: {app: gw}}}"), engine.Ignored},
+		{v1("billing/default", "", strict), engine.NamespaceWide},
+		{v1("billing/default", "", "{selector: {}}"), engine.NamespaceWide},
+		{v1("billing/payments", "", "{selector: {matchLabels: {app: payments}}}"), engine.WorkloadScope},
+		{v1("kube-system/x", "", "{selector: {matchLabels: {app: x}}}"), engine.WorkloadScope},
 	} {
-		if got := ScopeOf(tt.p.typed(t), o); got != tt.want {
+		if got := engine.ScopeOf(tt.p.typed(t), o); got != tt.want {
 			t.Errorf("ScopeOf(%s) = %q, want %q", tt.p.yaml(), got, tt.want)
 		}
 	}
@@ -1294,13 +1295,13 @@ func TestDecideLeavesTheClusterAlone(t *testing.T) {
 		return out
 	}
 	before := snapshotPolicies()
-	changes := []Change{
-		{Operation: Update, Policy: v1("billing/default", "", strict).typed(t)},
-		{Operation: Update, Policy: v1("billing/payments", "", "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}}").typed(t)},
-		{Operation: Delete, Policy: v1("legacy/default", "", permissive).typed(t)},
-		{Operation: Delete, Policy: v1("istio-system/default", jan, strict).typed(t)},
-		{Operation: Create, Policy: v1("istio-system/second", "", disable).typed(t)},
-		{Operation: Create, Policy: v1("shop/default", "", strict).override("x").typed(t)},
+	changes := []engine.Change{
+		{Operation: engine.Update, Policy: v1("billing/default", "", strict).typed(t)},
+		{Operation: engine.Update, Policy: v1("billing/payments", "", "{selector: {matchLabels: {app: payments}}, mtls: {mode: STRICT}}").typed(t)},
+		{Operation: engine.Delete, Policy: v1("legacy/default", "", permissive).typed(t)},
+		{Operation: engine.Delete, Policy: v1("istio-system/default", jan, strict).typed(t)},
+		{Operation: engine.Create, Policy: v1("istio-system/second", "", disable).typed(t)},
+		{Operation: engine.Create, Policy: v1("shop/default", "", strict).override("x").typed(t)},
 	}
 	errs := make(chan error, len(changes)*8)
 	done := make(chan struct{})
@@ -1308,7 +1309,7 @@ func TestDecideLeavesTheClusterAlone(t *testing.T) {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for _, ch := range changes {
-				if _, err := Decide(s, ch, DefaultOptions()); err != nil {
+				if _, err := engine.Decide(s, ch, engine.DefaultOptions()); err != nil {
 					errs <- err
 				}
 			}

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"bufio"
@@ -25,6 +25,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
@@ -106,9 +108,9 @@ func fixtureObjects(t testing.TB, file string) []runtime.Object {
 }
 
 // loadFixtures builds a snapshot from files under testdata.
-func loadFixtures(t testing.TB, files ...string) *Snapshot {
+func loadFixtures(t testing.TB, files ...string) *enginetest.Snapshot {
 	t.Helper()
-	s := NewSnapshot()
+	s := enginetest.NewSnapshot()
 	for _, f := range files {
 		for _, obj := range fixtureObjects(t, f) {
 			if !s.Add(obj) {
@@ -229,7 +231,7 @@ func (p pa) decoded(t testing.TB) *policy.Policy {
 }
 
 // addPolicies adds policies to a snapshot through their typed objects.
-func addPolicies(t testing.TB, s *Snapshot, ps ...pa) {
+func addPolicies(t testing.TB, s *enginetest.Snapshot, ps ...pa) {
 	t.Helper()
 	for _, p := range ps {
 		if !s.Add(p.object(t)) {
@@ -240,7 +242,7 @@ func addPolicies(t testing.TB, s *Snapshot, ps ...pa) {
 
 // failingCluster wraps a cluster and fails one method.
 type failingCluster struct {
-	Cluster
+	engine.Cluster
 	fail string
 }
 
@@ -260,9 +262,9 @@ func (f failingCluster) PodNamespaces() ([]string, error) {
 	return f.Cluster.PodNamespaces()
 }
 
-func (f failingCluster) PodFacts(namespace string, mode mesh.SidecarMode) (PodFacts, error) {
+func (f failingCluster) PodFacts(namespace string, mode mesh.SidecarMode) (engine.PodFacts, error) {
 	if f.fail == "PodFacts" {
-		return PodFacts{}, errBroken
+		return engine.PodFacts{}, errBroken
 	}
 	return f.Cluster.PodFacts(namespace, mode)
 }

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 	"github.com/mtls-guard/mtls-guard/internal/evidence"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
@@ -337,8 +338,8 @@ func (w *world) objects() []runtime.Object {
 	return out
 }
 
-func (w *world) snapshot() *engine.Snapshot {
-	s := engine.NewSnapshot()
+func (w *world) snapshot() *enginetest.Snapshot {
+	s := enginetest.NewSnapshot()
 	for _, o := range w.objects() {
 		s.Add(o)
 	}

@@ -27,8 +27,8 @@ func init() {
 		}
 		return ix
 	}
-	engine.Alternates = append(engine.Alternates,
-		engine.Alternate{Name: "index", Decider: func(t testing.TB, objs []runtime.Object, o engine.Options) func(engine.Change) (*engine.Decision, error) {
+	Alternates = append(Alternates,
+		Alternate{Name: "index", Decider: func(t testing.TB, objs []runtime.Object, o engine.Options) func(engine.Change) (*engine.Decision, error) {
 			return build(t, objs, o).Decide
 		}},
 	)

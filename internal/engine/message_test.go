@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"strings"
@@ -6,6 +6,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 )
 
 // TestInjectionWarning checks which namespace labels count as enrolling
@@ -29,7 +32,7 @@ func TestInjectionWarning(t *testing.T) {
 	for _, tt := range tests {
 		for _, version := range apiVersions {
 			t.Run(tt.name+"/"+version, func(t *testing.T) {
-				s := NewSnapshot()
+				s := enginetest.NewSnapshot()
 				s.Add(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: tt.labels}})
 				s.Add(&corev1.Pod{
 					ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "web-0", Labels: map[string]string{"app": "web"}},
@@ -43,7 +46,7 @@ func TestInjectionWarning(t *testing.T) {
 					newPA(version, "web/default", "", strict),
 					newPA(version, "web/ports", "", "{selector: {matchLabels: {app: web}}, portLevelMtls: {8080: {mode: STRICT}}}"),
 				} {
-					d, err := Decide(s, Change{Operation: Create, Policy: ch.typed(t)}, DefaultOptions())
+					d, err := engine.Decide(s, engine.Change{Operation: engine.Create, Policy: ch.typed(t)}, engine.DefaultOptions())
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -56,7 +59,7 @@ func TestInjectionWarning(t *testing.T) {
 					}
 				}
 				// Without STRICT anywhere there is nothing to warn about.
-				d, err := Decide(s, Change{Operation: Create, Policy: newPA(version, "web/default", "", permissive).typed(t)}, DefaultOptions())
+				d, err := engine.Decide(s, engine.Change{Operation: engine.Create, Policy: newPA(version, "web/default", "", permissive).typed(t)}, engine.DefaultOptions())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -79,7 +82,7 @@ func TestTruncate(t *testing.T) {
 		{strings.Repeat("a", 51), 50, strings.Repeat("a", 49) + "…"},
 		{strings.Repeat("ä", 60), 50, strings.Repeat("ä", 49) + "…"}, // runes, not bytes
 	} {
-		if got := truncate(tt.in, tt.n); got != tt.want {
+		if got := engine.Truncate(tt.in, tt.n); got != tt.want {
 			t.Errorf("truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
 		}
 	}

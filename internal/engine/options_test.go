@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"sort"
 	"testing"
 
@@ -52,7 +53,7 @@ func TestNewOptions(t *testing.T) {
 				return
 			}
 			got := sets.List(o.ExcludedNamespaces)
-			if !equalStrings(got, tt.wantExcluded) {
+			if !slices.Equal(got, tt.wantExcluded) {
 				t.Errorf("excluded %v, want %v", got, tt.wantExcluded)
 			}
 			if o.RootNamespace != tt.root || o.SidecarMode != tt.sidecar || !o.AllowOverride {
@@ -81,7 +82,7 @@ func TestDefaultOptions(t *testing.T) {
 	got := sets.List(o.ExcludedNamespaces)
 	want := []string{"istio-system", "kube-node-lease", "kube-public", "kube-system", "local-path-storage"}
 	sort.Strings(want)
-	if !equalStrings(got, want) {
+	if !slices.Equal(got, want) {
 		t.Errorf("excluded %v, want %v", got, want)
 	}
 	// Options built by hand still exclude their root namespace.

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"strings"
@@ -7,6 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
@@ -81,7 +83,7 @@ func TestSnapshotFixtures(t *testing.T) {
 }
 
 func TestSnapshotPolicies(t *testing.T) {
-	s := NewSnapshot()
+	s := enginetest.NewSnapshot()
 	if got := s.NamespaceNames(); len(got) != 0 {
 		t.Errorf("empty snapshot: %v", got)
 	}
@@ -153,7 +155,7 @@ status: {phase: Running}
 	if len(after) != n {
 		t.Errorf("billing holds %d pods after re-adding one, want %d", len(after), n)
 	}
-	d, err := Decide(s, Change{Operation: Create, Policy: v1("billing/default", "", strict).typed(t)}, DefaultOptions())
+	d, err := engine.Decide(s, engine.Change{Operation: engine.Create, Policy: v1("billing/default", "", strict).typed(t)}, engine.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

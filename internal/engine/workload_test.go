@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"reflect"
@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 )
 
@@ -22,7 +24,7 @@ func testPod(ns, name string, labels map[string]string, refs ...metav1.OwnerRefe
 }
 
 func TestOwner(t *testing.T) {
-	s := NewSnapshot()
+	s := enginetest.NewSnapshot()
 	s.Add(&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-7d9f8",
 		OwnerReferences: []metav1.OwnerReference{ref("apps/v1", "Deployment", "web", true)}}})
 	s.Add(&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "canary-5b6c7",
@@ -65,8 +67,8 @@ func TestOwner(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			up := UnmeshedPodOf(tt.pod, mesh.NoSidecar)
-			kind, name, err := owner(s, &up)
+			up := engine.UnmeshedPodOf(tt.pod, mesh.NoSidecar)
+			kind, name, err := engine.Owner(s, &up)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +80,7 @@ func TestOwner(t *testing.T) {
 }
 
 func TestGroup(t *testing.T) {
-	s := NewSnapshot()
+	s := enginetest.NewSnapshot()
 	rs := ref("apps/v1", "ReplicaSet", "web-7d9f8", true)
 	web1 := testPod("b", "web-7d9f8-2", map[string]string{appsv1.DefaultDeploymentUniqueLabelKey: "7d9f8"}, rs)
 	web2 := testPod("b", "web-7d9f8-1", map[string]string{appsv1.DefaultDeploymentUniqueLabelKey: "7d9f8"}, rs)
@@ -87,19 +89,19 @@ func TestGroup(t *testing.T) {
 	bare := testPod("b", "zz", nil)
 	deployPod := testPod("b", "aa", nil) // a Pod named like nothing else
 
-	got, err := group(s, []UnmeshedPod{
-		UnmeshedPodOf(web1, mesh.NoSidecar),
-		UnmeshedPodOf(db, mesh.HostNetwork),
-		UnmeshedPodOf(web2, mesh.ClassicSidecar),
-		UnmeshedPodOf(web1, mesh.NoSidecar), // the same pod twice
-		UnmeshedPodOf(bare, mesh.AmbientPending),
-		UnmeshedPodOf(webOther, mesh.InjectionDisabled),
-		UnmeshedPodOf(deployPod, mesh.NoSidecar),
+	got, err := engine.Group(s, []engine.UnmeshedPod{
+		engine.UnmeshedPodOf(web1, mesh.NoSidecar),
+		engine.UnmeshedPodOf(db, mesh.HostNetwork),
+		engine.UnmeshedPodOf(web2, mesh.ClassicSidecar),
+		engine.UnmeshedPodOf(web1, mesh.NoSidecar), // the same pod twice
+		engine.UnmeshedPodOf(bare, mesh.AmbientPending),
+		engine.UnmeshedPodOf(webOther, mesh.InjectionDisabled),
+		engine.UnmeshedPodOf(deployPod, mesh.NoSidecar),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Workload{
+	want := []engine.Workload{
 		{Namespace: "a", Kind: "Deployment", Name: "web", Pods: []string{"web-7d9f8-1"}, Reasons: []string{"injection-disabled"}},
 		{Namespace: "b", Kind: "Deployment", Name: "web", Pods: []string{"web-7d9f8-1", "web-7d9f8-2"}, Reasons: []string{"classic-sidecar", "no-sidecar"}},
 		{Namespace: "b", Kind: "Pod", Name: "aa", Pods: []string{"aa"}, Reasons: []string{"no-sidecar"}},
@@ -110,23 +112,23 @@ func TestGroup(t *testing.T) {
 		t.Errorf("group:\n got %+v\nwant %+v", got, want)
 	}
 
-	empty, err := group(s, nil)
+	empty, err := engine.Group(s, nil)
 	if err != nil || empty == nil || len(empty) != 0 {
 		t.Errorf("group(nil) = %#v, %v; want an empty, non-nil list", empty, err)
 	}
 }
 
 func TestWorkloadRendering(t *testing.T) {
-	one := Workload{Namespace: "billing", Kind: "Deployment", Name: "invoicer", Pods: []string{"invoicer-1"}, Reasons: []string{"no-sidecar"}}
-	two := Workload{Namespace: "legacy", Kind: "StatefulSet", Name: "db", Pods: []string{"db-0", "db-1"}, Reasons: []string{"classic-sidecar", "no-sidecar"}}
-	three := Workload{Namespace: "legacy", Kind: "Pod", Name: "debug", Pods: []string{"debug"}, Reasons: []string{"ambient-pending"}}
+	one := engine.Workload{Namespace: "billing", Kind: "Deployment", Name: "invoicer", Pods: []string{"invoicer-1"}, Reasons: []string{"no-sidecar"}}
+	two := engine.Workload{Namespace: "legacy", Kind: "StatefulSet", Name: "db", Pods: []string{"db-0", "db-1"}, Reasons: []string{"classic-sidecar", "no-sidecar"}}
+	three := engine.Workload{Namespace: "legacy", Kind: "Pod", Name: "debug", Pods: []string{"debug"}, Reasons: []string{"ambient-pending"}}
 	if got, want := one.String(), "Deployment/invoicer (1 pod: no-sidecar)"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 	if got, want := two.String(), "StatefulSet/db (2 pods: classic-sidecar, no-sidecar)"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
-	ws := []Workload{one, two, three}
+	ws := []engine.Workload{one, two, three}
 	for _, tt := range []struct {
 		max  int
 		want string
@@ -136,14 +138,14 @@ func TestWorkloadRendering(t *testing.T) {
 		{2, "  billing/Deployment/invoicer (1 pod: no-sidecar)\n  legacy/StatefulSet/db (2 pods: classic-sidecar, no-sidecar)\n  and 1 more"},
 		{0, "  and 3 more"},
 	} {
-		if got := ListWorkloads(ws, tt.max, "  "); got != tt.want {
+		if got := engine.ListWorkloads(ws, tt.max, "  "); got != tt.want {
 			t.Errorf("ListWorkloads(max %d) =\n%s\nwant\n%s", tt.max, got, tt.want)
 		}
 	}
-	if got := ListWorkloads(nil, 10, "  "); got != "" {
+	if got := engine.ListWorkloads(nil, 10, "  "); got != "" {
 		t.Errorf("ListWorkloads(nil) = %q", got)
 	}
-	if got := workloadNames(ws, 2); got != "Deployment/invoicer, StatefulSet/db, and 1 more" {
+	if got := engine.WorkloadNames(ws, 2); got != "Deployment/invoicer, StatefulSet/db, and 1 more" {
 		t.Errorf("workloadNames = %q", got)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/index/clustergen"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
@@ -43,8 +44,8 @@ func key(obj runtime.Object) string {
 	return fmt.Sprintf("%T/%s/%s", obj, m.GetNamespace(), m.GetName())
 }
 
-func (w world) snapshot() *engine.Snapshot {
-	s := engine.NewSnapshot()
+func (w world) snapshot() *enginetest.Snapshot {
+	s := enginetest.NewSnapshot()
 	for _, o := range w {
 		s.Add(o)
 	}

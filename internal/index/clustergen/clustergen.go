@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
@@ -422,9 +423,9 @@ func (c *Cluster) Objects() []runtime.Object {
 	return out
 }
 
-// Snapshot returns the cluster as an engine.Snapshot.
-func (c *Cluster) Snapshot() *engine.Snapshot {
-	s := engine.NewSnapshot()
+// Snapshot returns the cluster as an enginetest.Snapshot.
+func (c *Cluster) Snapshot() *enginetest.Snapshot {
+	s := enginetest.NewSnapshot()
 	for _, o := range c.Objects() {
 		s.Add(o)
 	}

@@ -1,4 +1,7 @@
-package engine
+// Package enginetest holds test support for the engine: Snapshot, an
+// in-memory engine.Cluster that tests use as a naive oracle to compare the
+// production index against. No production code imports it.
+package enginetest
 
 import (
 	"fmt"
@@ -11,11 +14,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
-// Snapshot is an in-memory Cluster, built from objects read from files or
+// Snapshot is an in-memory engine.Cluster, built from objects read from files or
 // listed from an API server. It is not safe for concurrent mutation.
 type Snapshot struct {
 	namespaces  map[string]*corev1.Namespace
@@ -26,7 +30,7 @@ type Snapshot struct {
 	policies    map[string]map[string]*policy.Policy
 }
 
-var _ Cluster = (*Snapshot)(nil)
+var _ engine.Cluster = (*Snapshot)(nil)
 
 // NewSnapshot returns an empty snapshot.
 func NewSnapshot() *Snapshot {
@@ -130,8 +134,8 @@ func (s *Snapshot) Pods(namespace string) ([]*corev1.Pod, error) {
 }
 
 // PodFacts implements Cluster.
-func (s *Snapshot) PodFacts(namespace string, mode mesh.SidecarMode) (PodFacts, error) {
-	return FactsOf(s.pods[namespace], mode), nil
+func (s *Snapshot) PodFacts(namespace string, mode mesh.SidecarMode) (engine.PodFacts, error) {
+	return engine.FactsOf(s.pods[namespace], mode), nil
 }
 
 // ReplicaSet implements Cluster.
