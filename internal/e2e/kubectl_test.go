@@ -1,34 +1,24 @@
 package e2e
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/mtls-guard/mtls-guard/internal/testenv"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
 // kubectl runs the real kubectl binary built by `make testbin`.
 func kubectl(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(suite.env.BinDir, "kubectl"), append([]string{"--kubeconfig", suite.adminConfig}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("running kubectl: %v", err)
+	r, err := testenv.Run(testenv.Kubectl(suite.env.BinDir, suite.adminConfig, args...))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out.String(), errb.String(), code
+	return r.Stdout, r.Stderr, r.Code
 }
 
 // kubectlRecord finds the audit record of a kubectl request made after

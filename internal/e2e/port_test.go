@@ -31,21 +31,12 @@ import (
 // meshWideReview is a mesh-wide STRICT CREATE in the root namespace, as
 // anyone who reaches the port could POST it.
 func meshWideReview(uid string) []byte {
-	obj := fmt.Sprintf(`{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"default","namespace":%q},"spec":{"mtls":{"mode":"STRICT"}}}`, rootNamespace)
-	b, _ := json.Marshal(map[string]any{
-		"apiVersion": "admission.k8s.io/v1",
-		"kind":       "AdmissionReview",
-		"request": map[string]any{
-			"uid":       uid,
-			"kind":      map[string]string{"group": "security.istio.io", "version": "v1", "kind": "PeerAuthentication"},
-			"resource":  map[string]string{"group": "security.istio.io", "version": "v1", "resource": "peerauthentications"},
-			"namespace": rootNamespace, "name": "default", "operation": "CREATE",
-			"userInfo": map[string]any{"username": "e2e-anyone"},
-			"dryRun":   true,
-			"object":   json.RawMessage(obj),
-		},
-	})
-	return b
+	return []byte(reviewWith(uid, func(r map[string]any) {
+		req := r["request"].(map[string]any)
+		req["namespace"], req["dryRun"] = rootNamespace, true
+		req["userInfo"] = map[string]any{"username": "e2e-anyone"}
+		req["object"] = json.RawMessage(fmt.Sprintf(`{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"default","namespace":%q},"spec":{"mtls":{"mode":"STRICT"}}}`, rootNamespace))
+	}))
 }
 
 // TestClientCertRequired: with --client-ca-file the webhook port refuses,

@@ -5,7 +5,6 @@
 package plugine2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -158,18 +157,11 @@ func TestKubectlPlugin(t *testing.T) {
 		t.Helper()
 		cmd := exec.Command(filepath.Join(bin, "kubectl"), args...)
 		cmd.Env = append(os.Environ(), "PATH="+pluginDir+string(os.PathListSeparator)+os.Getenv("PATH"), "KUBECONFIG="+kubeconfig)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		var ee *exec.ExitError
-		switch {
-		case err == nil:
-		case errors.As(err, &ee):
-			code = ee.ExitCode()
-		default:
-			t.Fatalf("running kubectl: %v", err)
+		r, err := testenv.Run(cmd)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return out.String(), errb.String(), code
+		return r.Stdout, r.Stderr, r.Code
 	}
 
 	tests := []struct {

@@ -1,12 +1,9 @@
 package arrivals
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -26,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mtls-guard/mtls-guard/internal/testenv"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
@@ -154,19 +152,11 @@ type kubectlResult struct {
 // kubectl runs bin/kubectl as the cluster admin.
 func kubectl(t *testing.T, args ...string) kubectlResult {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(suite.env.BinDir, "kubectl"), append([]string{"--kubeconfig", suite.adminConfig}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := kubectlResult{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("running kubectl: %v", err)
+	r, err := testenv.Run(testenv.Kubectl(suite.env.BinDir, suite.adminConfig, args...))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return r
+	return kubectlResult{stdout: r.Stdout, stderr: r.Stderr, code: r.Code}
 }
 
 // mustSucceed fails the test unless kubectl exited 0.

@@ -1,12 +1,10 @@
 package plaintext
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-guard/mtls-guard/internal/demo/seed"
+	"github.com/mtls-guard/mtls-guard/internal/testenv"
 	"github.com/mtls-guard/mtls-guard/internal/testenv/audit"
 	"github.com/mtls-guard/mtls-guard/internal/testenv/istiometrics"
 	"github.com/mtls-guard/mtls-guard/webhook"
@@ -75,14 +74,10 @@ type kubectlResult struct {
 // runKubectl runs bin/kubectl as the cluster admin; a non-zero exit is an
 // error.
 func runKubectl(args ...string) (kubectlResult, error) {
-	cmd := exec.Command(filepath.Join(suite.env.BinDir, "kubectl"), append([]string{"--kubeconfig", suite.adminConfig}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := kubectlResult{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.code = ee.ExitCode()
+	res, err := testenv.Run(testenv.Kubectl(suite.env.BinDir, suite.adminConfig, args...))
+	r := kubectlResult{stdout: res.Stdout, stderr: res.Stderr, code: res.Code}
+	if err == nil && r.code != 0 {
+		err = fmt.Errorf("exit status %d", r.code)
 	}
 	if err != nil {
 		return r, fmt.Errorf("kubectl %s: %w\n%s%s", strings.Join(args, " "), err, r.stdout, r.stderr)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -106,19 +105,11 @@ func (c *cluster) uninstall(t *testing.T, name, namespace string) {
 // kubectl runs the real kubectl as the admin.
 func (c *cluster) kubectl(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(c.env.BinDir, "kubectl"), append([]string{"--kubeconfig", c.kubeconfig}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("running kubectl: %v", err)
+	r, err := testenv.Run(testenv.Kubectl(c.env.BinDir, c.kubeconfig, args...))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out.String(), errb.String(), code
+	return r.Stdout, r.Stderr, r.Code
 }
 
 // auditRecord is the part of an audit.k8s.io/v1 Event the test reads.
