@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"debug/elf"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/mtls-guard/mtls-guard/internal/cli"
 	"github.com/mtls-guard/mtls-guard/internal/testenv"
@@ -34,8 +39,16 @@ func TestCheckAgreesWithWebhook(t *testing.T) {
 	create(t, deploymentPod(ns, "web", "c1", native))
 	create(t, deploymentPod(ns, "batch", "c2", unmeshed))
 	create(t, pod(ns, "debug", nil, unmeshed))
-	webhookErr := eventually(t, pa(ns, "default", "STRICT"), true)
-	causes := statusOf(t, webhookErr).Details.Causes
+	// The first denial may come before the guard's informers have every
+	// pod: wait until it names both unmeshed workloads.
+	var causes []metav1.StatusCause
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		causes = statusOf(t, eventually(t, pa(ns, "default", "STRICT"), true)).Details.Causes
+		return len(causes) == 2, nil
+	})
+	if err != nil {
+		t.Fatalf("the webhook's denial never named both unmeshed workloads: %v (last: %+v)", err, causes)
+	}
 
 	file := filepath.Join(t.TempDir(), "strict.yaml")
 	if err := os.WriteFile(file, []byte("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: "+ns+"}\nspec: {mtls: {mode: STRICT}}\n"), 0o644); err != nil {
