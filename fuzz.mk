@@ -11,6 +11,7 @@ FUZZLOGS    ?= $(CURDIR)/bin/fuzz
 # package:target
 FUZZTARGETS := \
 	./webhook:FuzzHandle \
+	./webhook:FuzzArrivalHTTP \
 	./internal/policy:FuzzDecode \
 	./internal/engine:FuzzDecide \
 	./internal/engine:FuzzArrival \

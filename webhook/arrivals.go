@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 )
@@ -151,9 +151,13 @@ func (h *ArrivalHandler) judge(ctx context.Context, req admission.Request) (*arr
 		if h.Pods == ActionOff || req.Operation != admissionv1.Create {
 			return nil, nil
 		}
-		pod, err := decodePod(req.Object.Raw)
-		if err != nil {
-			return nil, fmt.Errorf("decoding the pod: %w", err)
+		// The HTTP layer may have decoded the pod with the review already.
+		pod, ok := req.Object.Object.(*corev1.Pod)
+		if !ok {
+			var err error
+			if pod, err = decodePod(req.Object.Raw); err != nil {
+				return nil, fmt.Errorf("decoding the pod: %w", err)
+			}
 		}
 		if pod.Namespace == "" {
 			pod.Namespace = req.Namespace
@@ -220,12 +224,18 @@ type leanPod struct {
 	} `json:"status"`
 }
 
-// decodePod decodes what judging a pod reads of it.
+// decodePod decodes what judging a pod reads of it, case-sensitively as
+// the API server does.
 func decodePod(raw []byte) (*corev1.Pod, error) {
 	var l leanPod
-	if err := json.Unmarshal(raw, &l); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &l); err != nil {
 		return nil, err
 	}
+	return l.pod(), nil
+}
+
+// pod is the Pod that l was decoded from, with only the fields l holds.
+func (l *leanPod) pod() *corev1.Pod {
 	m := &l.Metadata
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 		Name: m.Name, GenerateName: m.GenerateName, Namespace: m.Namespace, UID: m.UID, Labels: m.Labels,
@@ -239,7 +249,7 @@ func decodePod(raw []byte) (*corev1.Pod, error) {
 	for _, c := range l.Spec.Containers {
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: c.Name, Args: c.Args})
 	}
-	return pod, nil
+	return pod
 }
 
 // podName is the pod's name; a pod created through generateName has

@@ -190,7 +190,7 @@ func New(cfg *rest.Config, c Config, log logr.Logger) (manager.Manager, error) {
 			Pods: c.UnmeshedPods, Workloads: c.UnmeshedWorkloads,
 			Recorder: h.Recorder, Events: webhook.NewEventDeduper(eventInterval), Log: log.WithName("arrival"),
 		}
-		srv.Register(webhook.ArrivalPath, webhook.NewHTTPHandler(arrivals, log.WithName("admission")))
+		srv.Register(webhook.ArrivalPath, webhook.NewArrivalHTTPHandler(arrivals, log.WithName("admission")))
 	}
 
 	started := srv.StartedChecker()
