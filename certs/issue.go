@@ -80,14 +80,9 @@ func Issue(service, namespace string, opts ...Option) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	ca := CACertificate(service, namespace)
-	caKey, err := pki.GeneratePrivateKeyForCertificate(ca)
+	caKey, caTemplate, err := keyAndTemplate(CACertificate(service, namespace), "CA")
 	if err != nil {
-		return nil, fmt.Errorf("generating CA key: %w", err)
-	}
-	caTemplate, err := template(ca)
-	if err != nil {
-		return nil, fmt.Errorf("building CA certificate template: %w", err)
+		return nil, err
 	}
 	caPEM, caCert, err := pki.SignCertificate(caTemplate, caTemplate, caKey.Public(), caKey)
 	if err != nil {
@@ -140,13 +135,9 @@ func issueLeaf(service, namespace string, o options, caPEM []byte, caCert *x509.
 	if o.duration > 0 {
 		leaf.Spec.Duration = &metav1.Duration{Duration: o.duration}
 	}
-	leafKey, err := pki.GeneratePrivateKeyForCertificate(leaf)
+	leafKey, leafTemplate, err := keyAndTemplate(leaf, "serving")
 	if err != nil {
-		return nil, fmt.Errorf("generating serving key: %w", err)
-	}
-	leafTemplate, err := template(leaf)
-	if err != nil {
-		return nil, fmt.Errorf("building serving certificate template: %w", err)
+		return nil, err
 	}
 	certPEM, _, err := pki.SignCertificate(leafTemplate, caCert, leafKey.Public(), caKey)
 	if err != nil {
@@ -159,15 +150,20 @@ func issueLeaf(service, namespace string, o options, caPEM []byte, caCert *x509.
 	return &Bundle{CACert: caPEM, Cert: certPEM, Key: keyPEM, caCert: caCert, caKey: caKey}, nil
 }
 
-// template is pki.CertificateTemplateFromCertificate with NotBefore moved
-// back by clockSkew.
-func template(crt *cmapi.Certificate) (*x509.Certificate, error) {
+// keyAndTemplate generates crt's private key and builds its template with
+// pki.CertificateTemplateFromCertificate, NotBefore moved back by
+// clockSkew. what names the certificate in errors.
+func keyAndTemplate(crt *cmapi.Certificate, what string) (crypto.Signer, *x509.Certificate, error) {
+	key, err := pki.GeneratePrivateKeyForCertificate(crt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating %s key: %w", what, err)
+	}
 	t, err := pki.CertificateTemplateFromCertificate(crt)
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("building %s certificate template: %w", what, err)
 	}
 	t.NotBefore = t.NotBefore.Add(-clockSkew)
-	return t, nil
+	return key, t, nil
 }
 
 // CABundle returns the CA certificate base64 encoded, as the caBundle field

@@ -37,36 +37,19 @@ const (
 // signed by the Issuer named service+"-ca" and stored in the Secret named
 // service+"-serving-cert".
 func ServingCertificate(service, namespace string) *cmapi.Certificate {
-	return &cmapi.Certificate{
-		TypeMeta: metav1.TypeMeta{
-			APIVersion: cmapi.SchemeGroupVersion.String(),
-			Kind:       cmapi.CertificateKind,
+	return certificate(service+"-serving", namespace, service+"-ca", cmapi.CertificateSpec{
+		SecretName: service + "-serving-cert",
+		DNSNames: []string{
+			// The API server dials <service>.<namespace>.svc.
+			fmt.Sprintf("%s.%s.svc", service, namespace),
+			fmt.Sprintf("%s.%s.svc.cluster.local", service, namespace),
 		},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      service + "-serving",
-			Namespace: namespace,
-		},
-		Spec: cmapi.CertificateSpec{
-			SecretName: service + "-serving-cert",
-			DNSNames: []string{
-				// The API server dials <service>.<namespace>.svc.
-				fmt.Sprintf("%s.%s.svc", service, namespace),
-				fmt.Sprintf("%s.%s.svc.cluster.local", service, namespace),
-			},
-			// No key encipherment: that usage is for RSA key transport,
-			// which an ECDSA key cannot do.
-			Usages:               []cmapi.KeyUsage{cmapi.UsageDigitalSignature, cmapi.UsageServerAuth},
-			Duration:             &metav1.Duration{Duration: ServingDuration},
-			RenewBefore:          &metav1.Duration{Duration: ServingRenewBefore},
-			RevisionHistoryLimit: ptr(int32(1)),
-			PrivateKey:           ecdsaP256(),
-			IssuerRef: cmmeta.IssuerReference{
-				Group: "cert-manager.io",
-				Kind:  cmapi.IssuerKind,
-				Name:  service + "-ca",
-			},
-		},
-	}
+		// No key encipherment: that usage is for RSA key transport,
+		// which an ECDSA key cannot do.
+		Usages:      []cmapi.KeyUsage{cmapi.UsageDigitalSignature, cmapi.UsageServerAuth},
+		Duration:    &metav1.Duration{Duration: ServingDuration},
+		RenewBefore: &metav1.Duration{Duration: ServingRenewBefore},
+	})
 }
 
 // CACertificate returns the cert-manager Certificate for the private CA
@@ -74,37 +57,30 @@ func ServingCertificate(service, namespace string) *cmapi.Certificate {
 // It is self-signed by the Issuer named service+"-selfsigned" and stored in
 // the Secret named service+"-ca".
 func CACertificate(service, namespace string) *cmapi.Certificate {
-	return &cmapi.Certificate{
-		TypeMeta: metav1.TypeMeta{
-			APIVersion: cmapi.SchemeGroupVersion.String(),
-			Kind:       cmapi.CertificateKind,
-		},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      service + "-ca",
-			Namespace: namespace,
-		},
-		Spec: cmapi.CertificateSpec{
-			IsCA:                 true,
-			CommonName:           service + "-ca",
-			SecretName:           service + "-ca",
-			Duration:             &metav1.Duration{Duration: CADuration},
-			RenewBefore:          &metav1.Duration{Duration: CARenewBefore},
-			RevisionHistoryLimit: ptr(int32(1)),
-			PrivateKey:           ecdsaP256(),
-			IssuerRef: cmmeta.IssuerReference{
-				Group: "cert-manager.io",
-				Kind:  cmapi.IssuerKind,
-				Name:  service + "-selfsigned",
-			},
-		},
-	}
+	return certificate(service+"-ca", namespace, service+"-selfsigned", cmapi.CertificateSpec{
+		IsCA:        true,
+		CommonName:  service + "-ca",
+		SecretName:  service + "-ca",
+		Duration:    &metav1.Duration{Duration: CADuration},
+		RenewBefore: &metav1.Duration{Duration: CARenewBefore},
+	})
 }
 
-func ecdsaP256() *cmapi.CertificatePrivateKey {
-	return &cmapi.CertificatePrivateKey{
+// certificate returns the Certificate name in namespace with spec and what
+// both certificates share: an ECDSA P-256 key rotated on every renewal,
+// one old CertificateRequest kept, and the Issuer issuer in namespace.
+func certificate(name, namespace, issuer string, spec cmapi.CertificateSpec) *cmapi.Certificate {
+	spec.RevisionHistoryLimit = ptr(int32(1))
+	spec.PrivateKey = &cmapi.CertificatePrivateKey{
 		Algorithm:      cmapi.ECDSAKeyAlgorithm,
 		Size:           256,
 		RotationPolicy: cmapi.RotationPolicyAlways,
+	}
+	spec.IssuerRef = cmmeta.IssuerReference{Group: "cert-manager.io", Kind: cmapi.IssuerKind, Name: issuer}
+	return &cmapi.Certificate{
+		TypeMeta:   metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateKind},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec:       spec,
 	}
 }
 

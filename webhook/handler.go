@@ -115,7 +115,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		resp.AuditAnnotations = map[string]string{AuditDecision: OutcomeError}
 		return resp
 	}
-	outcome := outcomeOf(d)
+	outcome := string(d.Outcome())
 	Decisions.WithLabelValues(op, outcome).Inc()
 	h.Log.Info("decision", append(kv, "outcome", outcome, "scope", d.Scope, "dryRun", req.DryRun != nil && *req.DryRun,
 		"touched", d.Touched, "unmeshed", workloadKeys(d.Unmeshed), "overrideReason", d.OverrideReason,
@@ -241,20 +241,6 @@ func decodePolicy(req admission.Request, field string, raw []byte) (*policy.Poli
 		return nil, fmt.Errorf("PeerAuthentication %s has no namespace, in the %s or the request", p.Name, field)
 	}
 	return p, nil
-}
-
-func outcomeOf(d *engine.Decision) string {
-	switch {
-	case d.Invalid:
-		return OutcomeInvalid
-	case d.Overridden:
-		return OutcomeOverridden
-	case d.Allowed && d.EvidenceUnavailable != "":
-		return OutcomeAllowedWithoutEvidence
-	case d.Allowed:
-		return OutcomeAllowed
-	}
-	return OutcomeDenied
 }
 
 // response turns a decision into the admission answer.

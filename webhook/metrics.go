@@ -3,17 +3,20 @@ package webhook
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/mtls-guard/mtls-guard/internal/engine"
 )
 
-// Outcomes of a decision, the values of the outcome label.
+// Outcomes of a decision, the values of the outcome label: the engine's,
+// and an error when there was no decision.
 const (
-	OutcomeAllowed = "allowed"
+	OutcomeAllowed = string(engine.OutcomeAllowed)
 	// OutcomeAllowedWithoutEvidence is an allowance that the plaintext
 	// evidence would have judged but could not (--plaintext-unavailable=allow).
-	OutcomeAllowedWithoutEvidence = "allowed-without-evidence"
-	OutcomeDenied                 = "denied"
-	OutcomeOverridden             = "overridden"
-	OutcomeInvalid                = "invalid"
+	OutcomeAllowedWithoutEvidence = string(engine.OutcomeAllowedWithoutEvidence)
+	OutcomeDenied                 = string(engine.OutcomeDenied)
+	OutcomeOverridden             = string(engine.OutcomeOverridden)
+	OutcomeInvalid                = string(engine.OutcomeInvalid)
 	OutcomeError                  = "error"
 )
 

@@ -199,17 +199,17 @@ func checkJSON(decisions []*engine.Decision) checkOutput {
 	return out
 }
 
-func verdict(d *engine.Decision) string {
-	switch {
-	case d.Invalid:
-		return verdictInvalid
-	case d.Overridden:
-		return verdictOverridden
-	case d.Allowed:
-		return verdictAllowed
-	}
-	return verdictDenied
+// verdicts name the outcomes in check's text: an allowance without
+// evidence is one too, and its warning says so.
+var verdicts = map[engine.Outcome]string{
+	engine.OutcomeAllowed:                verdictAllowed,
+	engine.OutcomeAllowedWithoutEvidence: verdictAllowed,
+	engine.OutcomeDenied:                 verdictDenied,
+	engine.OutcomeOverridden:             verdictOverridden,
+	engine.OutcomeInvalid:                verdictInvalid,
 }
+
+func verdict(d *engine.Decision) string { return verdicts[d.Outcome()] }
 
 // maxPodsShown bounds the pod names of one table row.
 const maxPodsShown = 3

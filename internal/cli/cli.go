@@ -24,7 +24,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -225,16 +224,9 @@ func newStore(cl *input.Cluster, o engine.Options) *store {
 	s := &store{ix: index.New(o), policies: map[string]*policy.Policy{}}
 	for _, obj := range cl.Objects {
 		s.ix.Add(obj)
-		var p *policy.Policy
-		switch pa := obj.(type) {
-		case *securityv1.PeerAuthentication:
-			p = policy.FromV1(pa)
-		case *securityv1beta1.PeerAuthentication:
-			p = policy.FromV1beta1(pa)
-		default:
-			continue
+		if p := policy.From(obj); p != nil {
+			s.policies[p.Key()] = p
 		}
-		s.policies[p.Key()] = p
 	}
 	return s
 }

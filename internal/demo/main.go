@@ -18,8 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
-	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -45,7 +43,20 @@ metadata:
   labels:
     istio-injection: enabled
 `
-	podsYAML = `# A meshed pod: Envoy runs as a native sidecar.
+	podsStrictYAML = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: legacy-demo
+spec:
+  mtls:
+    mode: STRICT
+`
+)
+
+// podsYAML is the second scene's pods: seed's web, as a bare pod, and an
+// unmeshed one.
+var podsYAML = `# A meshed pod: Envoy runs as a native sidecar.
 apiVersion: v1
 kind: Pod
 metadata:
@@ -53,14 +64,7 @@ metadata:
   namespace: legacy-demo
   labels: {app: web}
 spec:
-  initContainers:
-  - name: istio-proxy
-    image: mcr.microsoft.com/oss/istio/proxyv2:1.26
-    restartPolicy: Always
-  containers:
-  - name: web
-    image: registry.k8s.io/pause:3.10
----
+` + seed.WebPodSpecYAML("  ") + `---
 # An unmeshed pod (created before injection was enabled): it only speaks plaintext.
 apiVersion: v1
 kind: Pod
@@ -73,16 +77,6 @@ spec:
   - name: curl
     image: curlimages/curl:8.11.1
 `
-	podsStrictYAML = `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata:
-  name: default
-  namespace: legacy-demo
-spec:
-  mtls:
-    mode: STRICT
-`
-)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -177,14 +171,11 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	port, err := testenv.FreePort()
+	ports, err := testenv.FreePorts(2)
 	if err != nil {
 		return err
 	}
-	probe, err := testenv.FreePort()
-	if err != nil {
-		return err
-	}
+	port, probe := ports[0], ports[1]
 	step(fmt.Sprintf("Starting `mtls-guard serve` as %s, reading plaintext evidence from Prometheus (log: %s)", testenv.GuardUser, filepath.Join(d.dir, "guard.log")))
 	guard, err := d.serve(guardConfig, certDir, port, probe)
 	if err != nil {
@@ -268,13 +259,13 @@ func (d *demo) seedStory(ctx context.Context) error {
 // showEvidence runs the guard's own query against Prometheus and prints
 // what it returns.
 func (d *demo) showEvidence(ctx context.Context) error {
-	c, err := api.NewClient(api.Config{Address: d.prometheus.URL})
+	papi, err := testenv.PrometheusAPI(d.prometheus.URL)
 	if err != nil {
 		return err
 	}
 	q := evidence.Query(evidence.RequestsMetric, 24*time.Hour)
 	fmt.Printf("$ promql '%s'\n", q)
-	v, _, _, err := promv1.NewAPI(c).Query(ctx, q, time.Now())
+	v, _, _, err := papi.Query(ctx, q, time.Now())
 	if err != nil {
 		return fmt.Errorf("querying Prometheus: %w", err)
 	}

@@ -4,6 +4,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
@@ -30,4 +33,15 @@ type Cluster interface {
 	Job(namespace, name string) (*batchv1.Job, error)
 	// Policies lists the PeerAuthentications of one namespace.
 	Policies(namespace string) ([]*policy.Policy, error)
+}
+
+// NewScheme returns a scheme with the kinds a Cluster is read from:
+// client-go's, which hold Namespaces, Pods, ReplicaSets and Jobs, and
+// PeerAuthentications in both versions; and with the kinds add adds.
+func NewScheme(add ...func(*runtime.Scheme) error) *runtime.Scheme {
+	b := runtime.NewSchemeBuilder(clientgoscheme.AddToScheme, policy.AddToScheme)
+	b.Register(add...)
+	s := runtime.NewScheme()
+	utilruntime.Must(b.AddToScheme(s))
+	return s
 }

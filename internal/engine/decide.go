@@ -85,6 +85,37 @@ type Decision struct {
 	Exempt []string
 }
 
+// Outcome is what became of a change, in the words of the webhook's
+// metrics and audit annotations.
+type Outcome string
+
+// The outcomes.
+const (
+	OutcomeAllowed Outcome = "allowed"
+	// OutcomeAllowedWithoutEvidence is an allowance that the plaintext
+	// evidence would have judged but could not.
+	OutcomeAllowedWithoutEvidence Outcome = "allowed-without-evidence"
+	OutcomeDenied                 Outcome = "denied"
+	OutcomeOverridden             Outcome = "overridden"
+	OutcomeInvalid                Outcome = "invalid"
+)
+
+// Outcome returns the decision's outcome; an invalid policy's and an
+// override's come first, as they are allowed or denied too.
+func (d *Decision) Outcome() Outcome {
+	switch {
+	case d.Invalid:
+		return OutcomeInvalid
+	case d.Overridden:
+		return OutcomeOverridden
+	case d.Allowed && d.EvidenceUnavailable != "":
+		return OutcomeAllowedWithoutEvidence
+	case d.Allowed:
+		return OutcomeAllowed
+	}
+	return OutcomeDenied
+}
+
 // ScopeOf returns the scope of a policy.
 func ScopeOf(p *policy.Policy, o Options) Scope {
 	switch {

@@ -20,9 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
@@ -34,17 +32,9 @@ import (
 // The scheme the fixtures are decoded with: client-go's kinds plus both
 // versions of security.istio.io.
 var (
-	testScheme = newTestScheme()
+	testScheme = engine.NewScheme()
 	testCodecs = serializer.NewCodecFactory(testScheme)
 )
-
-func newTestScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(securityv1.AddToScheme(s))
-	utilruntime.Must(securityv1beta1.AddToScheme(s))
-	return s
-}
 
 // decodeObjects decodes a multi-document YAML stream into typed objects.
 func decodeObjects(data []byte) ([]runtime.Object, error) {

@@ -33,40 +33,44 @@ func (w Workload) String() string {
 // other controller as named.
 func owner(c Cluster, pod *UnmeshedPod) (kind, name string, err error) {
 	ref := pod.Controller
-	if ref.Kind == "" {
-		return "Pod", pod.Name, nil
-	}
+	var obj metav1.Object // ref's object, nil when the cluster does not have it
 	switch ref.Kind {
+	case "":
+		return "Pod", pod.Name, nil
 	case "ReplicaSet":
-		rs, err := c.ReplicaSet(pod.Namespace, ref.Name)
-		if err != nil {
-			return "", "", fmt.Errorf("looking up ReplicaSet %s/%s: %w", pod.Namespace, ref.Name, err)
+		obj, err = known(c.ReplicaSet(pod.Namespace, ref.Name))
+	case "Job":
+		obj, err = known(c.Job(pod.Namespace, ref.Name))
+	default:
+		return ref.Kind, ref.Name, nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("looking up %s %s/%s: %w", ref.Kind, pod.Namespace, ref.Name, err)
+	}
+	if obj != nil {
+		if up := metav1.GetControllerOfNoCopy(obj); up != nil {
+			return up.Kind, up.Name, nil
 		}
-		if rs != nil {
-			if up := metav1.GetControllerOfNoCopy(rs); up != nil {
-				return up.Kind, up.Name, nil
-			}
-			return "ReplicaSet", rs.Name, nil
-		}
+	} else if hash := pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey]; ref.Kind == "ReplicaSet" && hash != "" {
 		// Unknown ReplicaSet: NAME-HASH with the pod's pod-template-hash
 		// is the Deployment's naming scheme.
-		if hash := pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey]; hash != "" {
-			if name, ok := strings.CutSuffix(ref.Name, "-"+hash); ok && name != "" {
-				return "Deployment", name, nil
-			}
-		}
-	case "Job":
-		job, err := c.Job(pod.Namespace, ref.Name)
-		if err != nil {
-			return "", "", fmt.Errorf("looking up Job %s/%s: %w", pod.Namespace, ref.Name, err)
-		}
-		if job != nil {
-			if up := metav1.GetControllerOfNoCopy(job); up != nil {
-				return up.Kind, up.Name, nil
-			}
+		if name, ok := strings.CutSuffix(ref.Name, "-"+hash); ok && name != "" {
+			return "Deployment", name, nil
 		}
 	}
 	return ref.Kind, ref.Name, nil
+}
+
+// known returns obj, or a nil interface rather than one that holds a nil
+// pointer when the cluster does not have obj.
+func known[T any, P interface {
+	*T
+	metav1.Object
+}](obj P, err error) (metav1.Object, error) {
+	if obj == nil {
+		return nil, err
+	}
+	return obj, err
 }
 
 // Group turns unmeshed pods into workloads, sorted by namespace, kind,

@@ -89,9 +89,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		"CA bundle that verifies Prometheus's certificate (default: system roots)")
 	fs.StringVar(&c.BearerTokenFile, "prometheus-bearer-token-file", d.BearerTokenFile,
 		"file with a bearer token for Prometheus, re-read on each refresh")
-	c.Auth = d.Auth
-	fs.Func("prometheus-auth", `authentication to Prometheus: "none" or "azure" (Azure Monitor managed Prometheus, workload identity) (default "none")`,
-		func(s string) error { c.Auth = Auth(s); return nil })
+	stringFunc(fs, &c.Auth, "prometheus-auth", d.Auth,
+		`authentication to Prometheus: "none" or "azure" (Azure Monitor managed Prometheus, workload identity)`)
 	fs.DurationVar(&c.Refresh, "plaintext-refresh", d.Refresh,
 		"interval between refreshes of the plaintext evidence")
 	fs.DurationVar(&c.Window, "plaintext-window", d.Window,
@@ -100,9 +99,16 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		"plaintext requests or connections in the window that make a workload's evidence")
 	fs.DurationVar(&c.MaxAge, "plaintext-max-age", d.MaxAge,
 		"age beyond which the last plaintext evidence is stale, hence unavailable")
-	c.Unavailable = d.Unavailable
-	fs.Func("plaintext-unavailable", `decision when the evidence is unavailable: "allow" (with a warning) or "deny" (default "allow")`,
-		func(s string) error { c.Unavailable = Unavailable(s); return nil })
+	stringFunc(fs, &c.Unavailable, "plaintext-unavailable", d.Unavailable,
+		`decision when the evidence is unavailable: "allow" (with a warning) or "deny"`)
+}
+
+// stringFunc registers a flag that sets *p, of a string type, to value and
+// then to the flag's; Validate checks it. The usage ends in the default, as
+// the flag package writes it for a string flag, which a Func flag lacks.
+func stringFunc[T ~string](fs *flag.FlagSet, p *T, name string, value T, usage string) {
+	*p = value
+	fs.Func(name, fmt.Sprintf("%s (default %q)", usage, value), func(s string) error { *p = T(s); return nil })
 }
 
 // Validate checks every field and reports every problem, naming the flag.

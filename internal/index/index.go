@@ -428,10 +428,8 @@ func (s *state) add(obj any) bool {
 			n.regroup()
 		}
 		n.jobs[o.Name] = o
-	case *securityv1.PeerAuthentication:
-		s.setPolicy(policy.FromV1(o))
-	case *securityv1beta1.PeerAuthentication:
-		s.setPolicy(policy.FromV1beta1(o))
+	case *securityv1.PeerAuthentication, *securityv1beta1.PeerAuthentication:
+		s.setPolicy(policy.From(o))
 	default:
 		return false
 	}

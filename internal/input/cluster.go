@@ -4,18 +4,16 @@ import (
 	"fmt"
 	"io"
 
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
 // DefaultNamespace is the namespace of an object that names none, as with
@@ -24,30 +22,18 @@ const DefaultNamespace = "default"
 
 // Scheme holds client-go's kinds, Istio's security.istio.io v1 and v1beta1
 // and CustomResourceDefinitions. Read it only.
-var Scheme = NewScheme()
-
-// NewScheme returns a new scheme with the kinds of Scheme.
-func NewScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(securityv1.AddToScheme(s))
-	utilruntime.Must(securityv1beta1.AddToScheme(s))
-	utilruntime.Must(apiextensionsv1.AddToScheme(s))
-	return s
-}
+var Scheme = engine.NewScheme(apiextensionsv1.AddToScheme)
 
 var deserializer = serializer.NewCodecFactory(Scheme).UniversalDeserializer()
 
-// clusterKinds are the kinds the guard reads from a cluster, and the CRD
-// that holds the PeerAuthentication schema; other kinds are skipped
-// without being decoded.
+// clusterKinds are, with PeerAuthentications, the kinds the guard reads
+// from a cluster, and the CRD that holds the PeerAuthentication schema;
+// other kinds are skipped without being decoded.
 var clusterKinds = map[schema.GroupVersionKind]bool{
 	corev1.SchemeGroupVersion.WithKind("Namespace"):                         true,
 	corev1.SchemeGroupVersion.WithKind("Pod"):                               true,
 	appsv1.SchemeGroupVersion.WithKind("ReplicaSet"):                        true,
 	batchv1.SchemeGroupVersion.WithKind("Job"):                              true,
-	securityv1.SchemeGroupVersion.WithKind("PeerAuthentication"):            true,
-	securityv1beta1.SchemeGroupVersion.WithKind("PeerAuthentication"):       true,
 	apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"): true,
 }
 
@@ -77,7 +63,7 @@ func (c *Cluster) add(obj client.Object) {
 // object without a namespace gets DefaultNamespace.
 func (o Object) Typed() (obj client.Object, ok bool, err error) {
 	gvk := o.GroupVersionKind()
-	if !clusterKinds[gvk] {
+	if !clusterKinds[gvk] && !policy.IsPeerAuthentication(gvk) {
 		return nil, false, nil
 	}
 	if o.GetName() == "" {
@@ -93,7 +79,7 @@ func (o Object) Typed() (obj client.Object, ok bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("decoding %s: %w", gvkString(gvk), err)
 	}
-	obj = ro.(client.Object) // every kind of clusterKinds is one
+	obj = ro.(client.Object) // every kind read is one
 	if namespaced(gvk) && obj.GetNamespace() == "" {
 		obj.SetNamespace(DefaultNamespace)
 	}

@@ -10,12 +10,6 @@ import (
 	"fmt"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -37,9 +31,7 @@ func NewScheme() *runtime.Scheme {
 	return s
 }
 
-// decoder decodes without defaulting or conversion, so objects come back
-// as written, with their TypeMeta set.
-var decoder = serializer.NewCodecFactory(NewScheme(), serializer.EnableStrict).UniversalDeserializer()
+var decode = NewDecoder(NewScheme())
 
 // Render builds the kustomization in dir, as `kubectl kustomize dir` does,
 // and strictly decodes every resulting object into its Go type. Objects
@@ -66,17 +58,26 @@ func Render(dir string) ([]client.Object, error) {
 
 // Decode strictly decodes one JSON or YAML object into its Go type. Unknown
 // or duplicate fields and kinds missing from NewScheme are errors.
-func Decode(data []byte) (client.Object, error) {
-	obj, gvk, err := decoder.Decode(data, nil, nil)
-	if err != nil {
-		// Strict errors come with a fully decoded object; reject it anyway.
-		return nil, fmt.Errorf("decoding: %w", err)
+func Decode(data []byte) (client.Object, error) { return decode(data) }
+
+// NewDecoder returns a function that decodes as Decode does, with the kinds
+// of scheme.
+func NewDecoder(scheme *runtime.Scheme) func(data []byte) (client.Object, error) {
+	// Without defaulting or conversion, so objects come back as written,
+	// with their TypeMeta set.
+	decoder := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
+	return func(data []byte) (client.Object, error) {
+		obj, gvk, err := decoder.Decode(data, nil, nil)
+		if err != nil {
+			// Strict errors come with a fully decoded object; reject it anyway.
+			return nil, fmt.Errorf("decoding: %w", err)
+		}
+		cobj, ok := obj.(client.Object)
+		if !ok {
+			return nil, fmt.Errorf("decoding: %v is not an object with metadata", gvk)
+		}
+		return cobj, nil
 	}
-	cobj, ok := obj.(client.Object)
-	if !ok {
-		return nil, fmt.Errorf("decoding: %v is not an object with metadata", gvk)
-	}
-	return cobj, nil
 }
 
 // All returns the objects of type T, such as *appsv1.Deployment, in order.
@@ -111,55 +112,4 @@ func Named[T client.Object](objs []client.Object, namespace, name string) (T, er
 	}
 	var zero T
 	return zero, fmt.Errorf("no %T %s", zero, client.ObjectKey{Namespace: namespace, Name: name})
-}
-
-// WebhookConfiguration returns the only ValidatingWebhookConfiguration.
-func WebhookConfiguration(objs []client.Object) (*admissionregistrationv1.ValidatingWebhookConfiguration, error) {
-	return One[*admissionregistrationv1.ValidatingWebhookConfiguration](objs)
-}
-
-// ClusterRole returns the only ClusterRole.
-func ClusterRole(objs []client.Object) (*rbacv1.ClusterRole, error) {
-	return One[*rbacv1.ClusterRole](objs)
-}
-
-// ClusterRoleBinding returns the only ClusterRoleBinding.
-func ClusterRoleBinding(objs []client.Object) (*rbacv1.ClusterRoleBinding, error) {
-	return One[*rbacv1.ClusterRoleBinding](objs)
-}
-
-// Namespace returns the only Namespace.
-func Namespace(objs []client.Object) (*corev1.Namespace, error) {
-	return One[*corev1.Namespace](objs)
-}
-
-// ServiceAccount returns the only ServiceAccount.
-func ServiceAccount(objs []client.Object) (*corev1.ServiceAccount, error) {
-	return One[*corev1.ServiceAccount](objs)
-}
-
-// Deployment returns the only Deployment.
-func Deployment(objs []client.Object) (*appsv1.Deployment, error) {
-	return One[*appsv1.Deployment](objs)
-}
-
-// Service returns the only Service.
-func Service(objs []client.Object) (*corev1.Service, error) {
-	return One[*corev1.Service](objs)
-}
-
-// PodDisruptionBudget returns the only PodDisruptionBudget.
-func PodDisruptionBudget(objs []client.Object) (*policyv1.PodDisruptionBudget, error) {
-	return One[*policyv1.PodDisruptionBudget](objs)
-}
-
-// NetworkPolicy returns the only NetworkPolicy.
-func NetworkPolicy(objs []client.Object) (*networkingv1.NetworkPolicy, error) {
-	return One[*networkingv1.NetworkPolicy](objs)
-}
-
-// Certificate returns the cert-manager Certificate with the given namespace
-// and name.
-func Certificate(objs []client.Object, namespace, name string) (*cmapi.Certificate, error) {
-	return Named[*cmapi.Certificate](objs, namespace, name)
 }

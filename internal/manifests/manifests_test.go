@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -136,7 +137,7 @@ func checkInventory(t *testing.T, objs []client.Object, certManager bool) {
 		t.Errorf("objects:\n got %v\nwant %v", got, want)
 	}
 
-	nsObj, err := Namespace(objs)
+	nsObj, err := One[*corev1.Namespace](objs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func checkInventory(t *testing.T, objs []client.Object, certManager bool) {
 
 func checkWebhook(t *testing.T, objs []client.Object, certManager bool) {
 	t.Helper()
-	vwc, err := WebhookConfiguration(objs)
+	vwc, err := One[*admissionregistrationv1.ValidatingWebhookConfiguration](objs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +274,7 @@ func checkRBAC(t *testing.T, objs []client.Object) {
 	if crb.RoleRef.Kind != "ClusterRole" || crb.RoleRef.Name != cr.Name {
 		t.Errorf("roleRef = %+v, want ClusterRole %s", crb.RoleRef, cr.Name)
 	}
-	sa, err := ServiceAccount(objs)
+	sa, err := One[*corev1.ServiceAccount](objs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +286,7 @@ func checkRBAC(t *testing.T, objs []client.Object) {
 
 func checkDeployment(t *testing.T, objs []client.Object, aks bool) {
 	t.Helper()
-	d, err := Deployment(objs)
+	d, err := One[*appsv1.Deployment](objs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +465,7 @@ func containerPort(t *testing.T, c corev1.Container, port intstr.IntOrString) in
 
 func podLabels(t *testing.T, objs []client.Object) (labels.Set, *appsv1.Deployment) {
 	t.Helper()
-	d, err := Deployment(objs)
+	d, err := One[*appsv1.Deployment](objs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -473,7 +474,7 @@ func podLabels(t *testing.T, objs []client.Object) (labels.Set, *appsv1.Deployme
 
 func checkService(t *testing.T, objs []client.Object) {
 	t.Helper()
-	svc, err := Service(objs)
+	svc, err := One[*corev1.Service](objs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,7 +494,7 @@ func checkService(t *testing.T, objs []client.Object) {
 
 func checkPDB(t *testing.T, objs []client.Object) {
 	t.Helper()
-	pdb, err := PodDisruptionBudget(objs)
+	pdb, err := One[*policyv1.PodDisruptionBudget](objs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,7 +513,7 @@ func checkPDB(t *testing.T, objs []client.Object) {
 
 func checkNetworkPolicy(t *testing.T, objs []client.Object) {
 	t.Helper()
-	np, err := NetworkPolicy(objs)
+	np, err := One[*networkingv1.NetworkPolicy](objs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +553,7 @@ func checkCertManager(t *testing.T, objs []client.Object) {
 		certs.ServingCertificate(name, ns),
 		certs.CACertificate(name, ns),
 	} {
-		got, err := Certificate(objs, want.Namespace, want.Name)
+		got, err := Named[*cmapi.Certificate](objs, want.Namespace, want.Name)
 		if err != nil {
 			t.Error(err)
 			continue
@@ -659,10 +660,10 @@ func TestLookups(t *testing.T) {
 	if got := len(All[*cmapi.Issuer](objs)); got != 2 {
 		t.Errorf("All found %d Issuers, want 2", got)
 	}
-	if _, err := Certificate(objs, ns, "mtls-guard-serving"); err != nil {
+	if _, err := Named[*cmapi.Certificate](objs, ns, "mtls-guard-serving"); err != nil {
 		t.Error(err)
 	}
-	if _, err := Certificate(objs, "other", "mtls-guard-serving"); err == nil {
+	if _, err := Named[*cmapi.Certificate](objs, "other", "mtls-guard-serving"); err == nil {
 		t.Error("Certificate found one in the wrong namespace")
 	}
 }

@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -89,7 +89,7 @@ func sanitizeSpec(doc map[string]any) []string {
 	if len(plm) == 0 {
 		problems = append(problems, emptyPortsProblem)
 	}
-	for _, key := range sortedKeys(plm) {
+	for _, key := range slices.Sorted(maps.Keys(plm)) {
 		port, err := parsePort(key)
 		if err != nil || port < 1 || port > 65535 {
 			problems = append(problems, fmt.Sprintf("spec.portLevelMtls: port %q is outside 1..65535", key))
@@ -148,15 +148,6 @@ func parsePort(key string) (uint64, error) {
 	var port uint64
 	err := json.Unmarshal([]byte(key), &port)
 	return port, err
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func dedupe(ss []string) []string {

@@ -10,6 +10,7 @@ import (
 	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // OverrideAnnotation on a policy turns a denial into an audited allowance.
@@ -101,6 +102,24 @@ func FromV1(pa *securityv1.PeerAuthentication) *Policy {
 func FromV1beta1(pa *securityv1beta1.PeerAuthentication) *Policy {
 	return compile(&pa.ObjectMeta, &pa.Spec)
 }
+
+// From compiles obj when it is a PeerAuthentication of either version, and
+// returns nil for any other object.
+func From(obj any) *Policy {
+	switch pa := obj.(type) {
+	case *securityv1.PeerAuthentication:
+		return FromV1(pa)
+	case *securityv1beta1.PeerAuthentication:
+		return FromV1beta1(pa)
+	}
+	return nil
+}
+
+var schemeBuilder = runtime.NewSchemeBuilder(securityv1.AddToScheme, securityv1beta1.AddToScheme)
+
+// AddToScheme adds the PeerAuthentication versions that From compiles,
+// security.istio.io v1 and v1beta1, to a scheme.
+var AddToScheme = schemeBuilder.AddToScheme
 
 func compile(meta *metav1.ObjectMeta, spec *apisecurity.PeerAuthentication) *Policy {
 	p := &Policy{

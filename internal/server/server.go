@@ -13,11 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -35,13 +31,7 @@ import (
 )
 
 // Scheme holds every kind the guard reads.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(securityv1.AddToScheme(s))
-	utilruntime.Must(securityv1beta1.AddToScheme(s))
-	return s
-}
+func Scheme() *runtime.Scheme { return engine.NewScheme() }
 
 // Main parses the flags of `mtls-guard serve` and serves until ctx ends.
 func Main(ctx context.Context, args []string, stderr io.Writer) error {

@@ -50,15 +50,15 @@ func InstallRBAC(ctx context.Context, c client.Client) (*Deploy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rendering deploy/: %w", err)
 	}
-	ns, err := manifests.Namespace(objs)
+	ns, err := manifests.One[*corev1.Namespace](objs)
 	if err != nil {
 		return nil, err
 	}
-	sa, err := manifests.ServiceAccount(objs)
+	sa, err := manifests.One[*corev1.ServiceAccount](objs)
 	if err != nil {
 		return nil, err
 	}
-	vwc, err := manifests.WebhookConfiguration(objs)
+	vwc, err := manifests.One[*admissionregistrationv1.ValidatingWebhookConfiguration](objs)
 	if err != nil {
 		return nil, err
 	}

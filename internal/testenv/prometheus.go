@@ -180,11 +180,10 @@ func (p *Prometheus) Stop() error {
 // returns at least one sample, for tests to wait for scrapes instead of
 // sleeping. It gives up when ctx is done or after two minutes.
 func WaitForSeries(ctx context.Context, url, query string) error {
-	c, err := api.NewClient(api.Config{Address: url})
+	papi, err := PrometheusAPI(url)
 	if err != nil {
-		return fmt.Errorf("prometheus client for %s: %w", url, err)
+		return err
 	}
-	papi := promv1.NewAPI(c)
 	var last error
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		v, _, _, err := papi.Query(ctx, query, time.Now())
@@ -203,4 +202,13 @@ func WaitForSeries(ctx context.Context, url, query string) error {
 		return fmt.Errorf("waiting for %s on %s: %w (last: %v)", query, url, err, last)
 	}
 	return nil
+}
+
+// PrometheusAPI returns a client of the HTTP API of the Prometheus at url.
+func PrometheusAPI(url string) (promv1.API, error) {
+	c, err := api.NewClient(api.Config{Address: url})
+	if err != nil {
+		return nil, fmt.Errorf("prometheus client for %s: %w", url, err)
+	}
+	return promv1.NewAPI(c), nil
 }

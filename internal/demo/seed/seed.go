@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	apisecurity "istio.io/api/security/v1beta1"
@@ -21,8 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/prometheus/client_golang/api"
-	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
 	"github.com/mtls-guard/mtls-guard/internal/testenv"
@@ -49,10 +48,21 @@ metadata:
   labels:
     istio-injection: enabled
 `
-	// WebYAML is the Deployment as applied after injection: the AKS Istio
-	// add-on runs Envoy as a native sidecar (an initContainer that keeps
-	// running).
-	WebYAML = `apiVersion: apps/v1
+	StrictYAML = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: istio-demo
+spec:
+  mtls:
+    mode: STRICT
+`
+)
+
+// WebYAML is the Deployment as applied after injection: the AKS Istio
+// add-on runs Envoy as a native sidecar (an initContainer that keeps
+// running).
+var WebYAML = `apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: web
@@ -65,24 +75,23 @@ spec:
     metadata:
       labels: {app: web}
     spec:
-      initContainers:
-      - name: istio-proxy
-        image: mcr.microsoft.com/oss/istio/proxyv2:1.26
-        restartPolicy: Always
-      containers:
-      - name: web
-        image: registry.k8s.io/pause:3.10
+` + WebPodSpecYAML("      ")
+
+// webPodSpec is the spec of web's pods.
+const webPodSpec = `initContainers:
+- name: istio-proxy
+  image: mcr.microsoft.com/oss/istio/proxyv2:1.26
+  restartPolicy: Always
+containers:
+- name: web
+  image: registry.k8s.io/pause:3.10
 `
-	StrictYAML = `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata:
-  name: default
-  namespace: istio-demo
-spec:
-  mtls:
-    mode: STRICT
-`
-)
+
+// WebPodSpecYAML returns the spec of web's pods, a meshed pod's, with
+// every line after indent: "  " for a Pod's spec, deeper for a template's.
+func WebPodSpecYAML(indent string) string {
+	return indent + strings.ReplaceAll(strings.TrimSuffix(webPodSpec, "\n"), "\n", "\n"+indent) + "\n"
+}
 
 // Strict is StrictYAML's namespace-wide STRICT policy, in namespace ns.
 func Strict(ns string) *securityv1.PeerAuthentication {
@@ -190,11 +199,11 @@ func Selector(src, dst istiometrics.Workload) string {
 
 // current returns the value Prometheus last scraped of the series.
 func current(ctx context.Context, prometheusURL, sel string) (int, error) {
-	c, err := api.NewClient(api.Config{Address: prometheusURL})
+	papi, err := testenv.PrometheusAPI(prometheusURL)
 	if err != nil {
-		return 0, fmt.Errorf("prometheus client for %s: %w", prometheusURL, err)
+		return 0, err
 	}
-	v, _, _, err := promv1.NewAPI(c).Query(ctx, istiometrics.RequestsTotal+sel, time.Now())
+	v, _, _, err := papi.Query(ctx, istiometrics.RequestsTotal+sel, time.Now())
 	if err != nil {
 		return 0, fmt.Errorf("querying %s: %w", sel, err)
 	}

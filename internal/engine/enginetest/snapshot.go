@@ -5,6 +5,8 @@ package enginetest
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -63,10 +65,8 @@ func (s *Snapshot) Add(obj runtime.Object) bool {
 		s.replicaSets[o.Namespace+"/"+o.Name] = o
 	case *batchv1.Job:
 		s.jobs[o.Namespace+"/"+o.Name] = o
-	case *securityv1.PeerAuthentication:
-		s.SetPolicy(policy.FromV1(o))
-	case *securityv1beta1.PeerAuthentication:
-		s.SetPolicy(policy.FromV1beta1(o))
+	case *securityv1.PeerAuthentication, *securityv1beta1.PeerAuthentication:
+		s.SetPolicy(policy.From(o))
 	default:
 		return false
 	}
@@ -113,7 +113,7 @@ func (s *Snapshot) NamespaceNames() []string {
 			seen[ns] = true
 		}
 	}
-	return sortedSet(seen)
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // PodNamespaces implements Cluster.
@@ -156,15 +156,6 @@ func (s *Snapshot) Policies(namespace string) ([]*policy.Policy, error) {
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-func sortedSet(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // String summarises the snapshot for logs.

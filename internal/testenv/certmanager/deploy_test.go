@@ -115,7 +115,7 @@ func findWiring(t *testing.T, objs []client.Object) *wiring {
 	t.Helper()
 	var w wiring
 	var err error
-	if w.webhook, err = manifests.WebhookConfiguration(objs); err != nil {
+	if w.webhook, err = manifests.One[*admissionregistrationv1.ValidatingWebhookConfiguration](objs); err != nil {
 		t.Fatal(err)
 	}
 	if len(w.webhook.Webhooks) == 0 {

@@ -17,7 +17,6 @@ import (
 	"helm.sh/helm/v3/pkg/engine"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -149,21 +148,11 @@ func NewScheme() *runtime.Scheme {
 	return s
 }
 
-var decoder = serializer.NewCodecFactory(NewScheme(), serializer.EnableStrict).UniversalDeserializer()
+var decode = manifests.NewDecoder(NewScheme())
 
 // Decode strictly decodes one YAML or JSON object, as manifests.Decode
 // does, with ServiceMonitors known too.
-func Decode(data []byte) (client.Object, error) {
-	obj, gvk, err := decoder.Decode(data, nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("decoding: %w", err)
-	}
-	cobj, ok := obj.(client.Object)
-	if !ok {
-		return nil, fmt.Errorf("decoding: %v is not an object with metadata", gvk)
-	}
-	return cobj, nil
-}
+func Decode(data []byte) (client.Object, error) { return decode(data) }
 
 // Header starts every file that `make manifests-chart` writes.
 const Header = "# Generated from deploy/chart/mtls-guard by `make manifests-chart`; do not edit.\n"

@@ -47,13 +47,11 @@ type Guard struct {
 // what it started when it fails.
 func Launch(ctx context.Context, o Options) (*Guard, error) {
 	g := &Guard{done: make(chan struct{})}
-	var err error
-	if g.Port, err = testenv.FreePort(); err != nil {
+	ports, err := testenv.FreePorts(2)
+	if err != nil {
 		return nil, err
 	}
-	if g.ProbePort, err = testenv.FreePort(); err != nil {
-		return nil, err
-	}
+	g.Port, g.ProbePort = ports[0], ports[1]
 	certDir, err := os.MkdirTemp(o.Dir, "certs-")
 	if err != nil {
 		return nil, err
