@@ -1,15 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	eventsv1 "k8s.io/api/events/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
@@ -29,7 +24,7 @@ func TestOverrideIsAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The admin (system:masters) holds every verb, override included.
-	mark := suite.audit.mark(t)
+	mark := suite.Audit.Mark(t)
 	stdout, stderr, code := kubectl(t, "apply", "-f", manifest)
 	if code != 0 {
 		t.Fatalf("override apply: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
@@ -50,28 +45,14 @@ func TestOverrideIsAudited(t *testing.T) {
 		}
 	}
 
-	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		var list eventsv1.EventList
-		if err := suite.admin.List(ctx, &list); err != nil {
-			return false, err
-		}
-		for _, ev := range list.Items {
-			if ev.Regarding.Name == ns && ev.Reason == webhook.ReasonOverridden && strings.Contains(ev.Note, reason) {
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
-		t.Fatalf("no %s Event on namespace %s: %v", webhook.ReasonOverridden, ns, err)
-	}
+	waitOverrideEvent(t, ns, reason)
 
 	// Denials are audited too. (A second STRICT in ns would change
 	// nothing now, so use a namespace without the override.)
 	ns2 := namespace(t, "override-denied", injected)
 	create(t, pod(ns2, "bare", nil, unmeshed))
 	eventually(t, pa(ns2, "default", "STRICT"), true)
-	got = createAs(suite.admin, pa(ns2, "default", "STRICT")).mustDecide(t, webhook.OutcomeDenied)
+	got = createAs(suite.Admin, pa(ns2, "default", "STRICT")).mustDecide(t, webhook.OutcomeDenied)
 	if got[webhook.AuditUnmeshed] != ns2+"/Pod/bare" {
 		t.Errorf("denial audit annotations = %v", got)
 	}

@@ -55,7 +55,7 @@ func TestCheckAgreesWithWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	code := cli.Check([]string{"--kubeconfig", suite.adminConfig, "--root-namespace", rootNamespace, "-f", file, "-o", "json"}, &stdout, &stderr)
+	code := cli.Check([]string{"--kubeconfig", suite.AdminConfig, "--root-namespace", rootNamespace, "-f", file, "-o", "json"}, &stdout, &stderr)
 	if code != 1 {
 		t.Fatalf("check exit %d, want 1 (denied)\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
 	}

@@ -23,7 +23,7 @@ import (
 // AdmissionReview it answers with.
 func post(t *testing.T, g *guard, body []byte) (int, *admissionv1.AdmissionResponse) {
 	t.Helper()
-	url := fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path)
+	url := g.URL(webhook.Path)
 	resp, err := g.httpsClient().Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("POST %s: %v", url, err)
@@ -156,7 +156,7 @@ func TestBadRequests(t *testing.T) {
 // may not list pods, as with missing RBAC) is not ready, and answers a
 // STRICT request with an error, never an allowance.
 func TestNotReadyBeforeSync(t *testing.T) {
-	kc, err := suite.env.Kubeconfig(t.TempDir(), "system:serviceaccount:e2e:no-rbac", "system:authenticated")
+	kc, err := suite.Env.Kubeconfig(t.TempDir(), "system:serviceaccount:e2e:no-rbac", "system:authenticated")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,11 +167,11 @@ func TestNotReadyBeforeSync(t *testing.T) {
 	// answers with an error while /readyz reports not ready.
 	var resp *admissionv1.AdmissionResponse
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		url := fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path)
+		url := g.URL(webhook.Path)
 		r, err := g.httpsClient().Post(url, "application/json", bytes.NewReader(review("nr", "PeerAuthentication", "CREATE", strictJSON, "")))
 		if err != nil {
-			if g.exited() {
-				return false, fmt.Errorf("guard exited: %v", g.err)
+			if g.Exited() {
+				return false, fmt.Errorf("guard exited: %v", g.Err())
 			}
 			return false, nil // not listening yet
 		}
@@ -189,7 +189,7 @@ func TestNotReadyBeforeSync(t *testing.T) {
 	if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusServiceUnavailable || !strings.Contains(resp.Result.Message, "not synced") {
 		t.Fatalf("unsynced guard answered %+v, want a 503 error", resp.Result)
 	}
-	if ready, _ := g.ready(ctx); ready {
+	if ready, _ := g.Ready(ctx); ready {
 		t.Fatal("/readyz is OK although the cache never synced")
 	}
 
@@ -197,11 +197,11 @@ func TestNotReadyBeforeSync(t *testing.T) {
 	// ready and decides.
 	grant := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "e2e-no-rbac"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: suite.guardRole},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: suite.Deploy.ClusterRole},
 		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "system:serviceaccount:e2e:no-rbac"}},
 	}
 	create(t, grant)
-	if err := g.waitReady(ctx); err != nil {
+	if err := g.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
 	_, resp = post(t, g, review("nr2", "PeerAuthentication", "CREATE", strictJSON, ""))

@@ -30,7 +30,7 @@ const (
 // createNamespace creates a namespace unless it exists.
 func createNamespace(ctx context.Context, name string, labels map[string]string) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
-	if err := suite.admin.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := suite.Admin.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	return nil
@@ -86,9 +86,24 @@ func paV1beta1(ns, name, mode string) *unstructured.Unstructured {
 	return u
 }
 
+// carveOut creates, in the empty namespace ns, a namespace-wide STRICT
+// and a PERMISSIVE carve-out for app=web, then a pod of the meshed
+// Deployment web and one of the unmeshed Deployment legacy, named with
+// these suffixes. It returns the carve-out.
+func carveOut(t *testing.T, ns, webSuffix, legacySuffix string) *securityv1.PeerAuthentication {
+	t.Helper()
+	create(t, pa(ns, "default", "STRICT"))
+	carve := pa(ns, "web-permissive", "PERMISSIVE")
+	carve.Spec.Selector = selector("app", "web")
+	create(t, carve)
+	create(t, deploymentPod(ns, "web", webSuffix, native))
+	create(t, deploymentPod(ns, "legacy", legacySuffix, unmeshed))
+	return carve
+}
+
 func create(t *testing.T, obj client.Object) {
 	t.Helper()
-	if err := suite.admin.Create(context.Background(), obj); err != nil {
+	if err := suite.Admin.Create(context.Background(), obj); err != nil {
 		t.Fatalf("creating %T %s/%s: %v", obj, obj.GetNamespace(), obj.GetName(), err)
 	}
 }
@@ -101,7 +116,7 @@ func createAs(c client.Client, obj client.Object, opts ...client.CreateOption) r
 func deletePod(t *testing.T, ns, name string) {
 	t.Helper()
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	if err := suite.admin.Delete(context.Background(), p, client.GracePeriodSeconds(0)); err != nil {
+	if err := suite.Admin.Delete(context.Background(), p, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatalf("deleting pod %s/%s: %v", ns, name, err)
 	}
 }
@@ -117,7 +132,7 @@ func eventually(t *testing.T, obj client.Object, wantDenied bool) error {
 	if wantDenied {
 		want = webhook.OutcomeDenied
 	}
-	return eventuallyAs(t, suite.admin, obj, want).err
+	return eventuallyAs(t, suite.Admin, obj, want).Err
 }
 
 // eventuallyAs polls until a server-side dry run of obj by c is decided
@@ -128,13 +143,13 @@ func eventuallyAs(t *testing.T, c client.Client, obj client.Object, outcome stri
 	var last request
 	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		last = createAs(c, obj, client.DryRunAll)
-		if last.err != nil && !apierrors.IsForbidden(last.err) {
-			return false, last.err // not an answer of the guard's
+		if last.Err != nil && !apierrors.IsForbidden(last.Err) {
+			return false, last.Err // not an answer of the guard's
 		}
 		return last.decidedAs(t, outcome), nil
 	})
 	if err != nil {
-		t.Fatalf("waiting for the guard to decide %q for %s/%s: %v (last answer: %v)", outcome, obj.GetNamespace(), obj.GetName(), err, last.err)
+		t.Fatalf("waiting for the guard to decide %q for %s/%s: %v (last answer: %v)", outcome, obj.GetNamespace(), obj.GetName(), err, last.Err)
 	}
 	return last
 }

@@ -1,35 +1,29 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/mtls-guard/mtls-guard/internal/testenv"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
 // kubectl runs the real kubectl binary built by `make testbin`.
 func kubectl(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	r, err := testenv.Run(testenv.Kubectl(suite.env.BinDir, suite.adminConfig, args...))
+	r, err := suite.Kubectl(args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r.Stdout, r.Stderr, r.Code
 }
 
-// kubectlRecord finds the audit record of a kubectl request made after
-// mark: the newest one with kubectl's user agent, the verb and the
-// object. kubectl prints no Audit-Id, so the record is found this way.
+// kubectlRecord finds the audit record of a kubectl request on a
+// PeerAuthentication made after mark (kubectl prints no Audit-Id).
 func kubectlRecord(t *testing.T, mark int, verb, ns, name string) auditEvent {
 	t.Helper()
-	return suite.audit.find(t, mark, fmt.Sprintf("kubectl %s %s/%s", verb, ns, name), func(e auditEvent) bool {
-		return strings.HasPrefix(e.UserAgent, "kubectl/") && e.Verb == verb && e.ObjectRef != nil &&
-			e.ObjectRef.Resource == "peerauthentications" && e.ObjectRef.Namespace == ns && e.ObjectRef.Name == name
-	})
+	return auditEvent{suite.Audit.Kubectl(t, mark, verb, "peerauthentications", ns, name)}
 }
 
 // TestKubectl drives the guard through the real kubectl binary: apply and
@@ -56,7 +50,7 @@ func TestKubectl(t *testing.T) {
 		{"dry-run=server", []string{"apply", "--dry-run=server", "-f", manifest}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mark := suite.audit.mark(t)
+			mark := suite.Audit.Mark(t)
 			stdout, stderr, code := kubectl(t, tc.args...)
 			if code != 1 {
 				t.Fatalf("kubectl %v: exit %d, want 1\nstdout: %s\nstderr: %s", tc.args, code, stdout, stderr)
@@ -91,7 +85,7 @@ func TestKubectl(t *testing.T) {
 		t.Fatalf("kubectl label: exit %d: %s", code, stderr)
 	}
 	eventually(t, pa(ns, "default", "STRICT"), false)
-	mark := suite.audit.mark(t)
+	mark := suite.Audit.Mark(t)
 	stdout, stderr, code := kubectl(t, "apply", "-f", manifest)
 	if code != 0 || !strings.Contains(stdout, "peerauthentication.security.istio.io/default created") {
 		t.Fatalf("kubectl apply after exemption: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)

@@ -34,7 +34,6 @@ import (
 	"github.com/mtls-guard/mtls-guard/internal/engine/enginetest"
 	"github.com/mtls-guard/mtls-guard/internal/mesh"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
-	"github.com/mtls-guard/mtls-guard/internal/testenv"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
@@ -63,7 +62,7 @@ func TestLoad(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0x6d746c73))
 	ctx := context.Background()
 	// Decision logs off: a log line per request would be most of the work.
-	g := startGuard(t, guardOptions{user: testenv.GuardUser, extra: []string{"--zap-log-level", "error"}})
+	g := startGuard(t, guardOptions{extra: []string{"--zap-log-level", "error"}})
 
 	fixed := []string{"load-meshed", "load-legacy", "load-carve"}
 	setupLoadCluster(t, fixed)
@@ -223,16 +222,11 @@ func setupLoadCluster(t *testing.T, fixed []string) {
 	create(t, deploymentPod(legacy, "old", "l2", unmeshed))
 	create(t, pod(legacy, "debug", map[string]string{"app": "debug"}, unmeshed))
 
-	create(t, pa(carve, "default", "STRICT"))
-	web := pa(carve, "web-permissive", "PERMISSIVE")
-	web.Spec.Selector = selector("app", "web")
-	create(t, web)
-	create(t, deploymentPod(carve, "web", "c1", native))
-	create(t, deploymentPod(carve, "legacy", "c2", unmeshed))
+	carveOut(t, carve, "c1", "c2")
 
 	create(t, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: legacy, Name: "load-override"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: overrideRole(t)},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: suite.OverrideRole(t)},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: loadUser}},
 	})
 }
@@ -310,7 +304,7 @@ func listObjects(t *testing.T, namespaces []string) []runtime.Object {
 	var out []runtime.Object
 	for _, ns := range namespaces {
 		n := &corev1.Namespace{}
-		if err := suite.admin.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
+		if err := suite.Admin.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, n)
@@ -319,7 +313,7 @@ func listObjects(t *testing.T, namespaces []string) []runtime.Object {
 		var jobs batchv1.JobList
 		var pas securityv1.PeerAuthenticationList
 		for _, l := range []client.ObjectList{&pods, &rss, &jobs, &pas} {
-			if err := suite.admin.List(ctx, l, client.InNamespace(ns)); err != nil {
+			if err := suite.Admin.List(ctx, l, client.InNamespace(ns)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -482,7 +476,7 @@ func (m *loadModel) churn(ctx context.Context, namespaces []string, rng *rand.Ra
 		switch op := rng.IntN(3); {
 		case len(keys) > 0 && (op == 0 || len(keys) >= 8):
 			p := live[keys[rng.IntN(len(keys))]]
-			if err := suite.admin.Delete(bg, p.DeepCopy(), client.GracePeriodSeconds(0)); err != nil {
+			if err := suite.Admin.Delete(bg, p.DeepCopy(), client.GracePeriodSeconds(0)); err != nil {
 				return fmt.Errorf("deleting pod %s/%s: %w", p.Namespace, p.Name, err)
 			}
 			delete(live, p.Namespace+"/"+p.Name)
@@ -495,7 +489,7 @@ func (m *loadModel) churn(ctx context.Context, namespaces []string, rng *rand.Ra
 				v = "null"
 			}
 			patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"`+mesh.ExemptLabel+`":`+v+`}}}`))
-			if err := suite.admin.Patch(bg, p, patch); err != nil {
+			if err := suite.Admin.Patch(bg, p, patch); err != nil {
 				return fmt.Errorf("relabelling pod %s: %w", k, err)
 			}
 			live[k] = p
@@ -508,7 +502,7 @@ func (m *loadModel) churn(ctx context.Context, namespaces []string, rng *rand.Ra
 			} else {
 				p = pod(ns, "churn-"+strconv.Itoa(i), nil, kind)
 			}
-			if err := suite.admin.Create(bg, p); err != nil {
+			if err := suite.Admin.Create(bg, p); err != nil {
 				return fmt.Errorf("creating pod %s/%s: %w", ns, p.Name, err)
 			}
 			live[ns+"/"+p.Name] = p
@@ -548,13 +542,13 @@ func formatAnswer(allowed bool, message string, warnings, causes []string) strin
 
 func loadClient(g *guard) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: g.rootCAs(), MinVersion: tls.VersionTLS12},
+		TLSClientConfig:     &tls.Config{RootCAs: g.RootCAs(), MinVersion: tls.VersionTLS12},
 		MaxIdleConnsPerHost: 2,
 	}}
 }
 
 func postReview(hc *http.Client, g *guard, body []byte) (*admissionv1.AdmissionResponse, error) {
-	resp, err := hc.Post(fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path), "application/json", bytes.NewReader(body))
+	resp, err := hc.Post(g.URL(webhook.Path), "application/json", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

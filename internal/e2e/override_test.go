@@ -12,7 +12,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-guard/mtls-guard/internal/policy"
@@ -32,7 +31,6 @@ const (
 // peerauthentications.mtls-guard.io for that policy. The guard asks with
 // a SubjectAccessReview as its own ServiceAccount, with deploy/'s RBAC.
 func TestOverrideNeedsRBAC(t *testing.T) {
-	ctx := context.Background()
 	ns := namespace(t, "override-rbac", injected)
 	create(t, pod(ns, "legacy", nil, unmeshed))
 	grantOverrides(t, ns)
@@ -46,7 +44,7 @@ func TestOverrideNeedsRBAC(t *testing.T) {
 		{"a grant for another policy does not count", elsewhere},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := userClient(t, tc.user)
+			c := suite.UserClient(t, tc.user)
 			eventuallyAs(t, c, strict, webhook.OutcomeDenied)
 			got := createAs(c, strict).mustDecide(t, webhook.OutcomeDenied)
 			ignored := got[webhook.AuditOverrideIgnored]
@@ -60,27 +58,13 @@ func TestOverrideNeedsRBAC(t *testing.T) {
 	}
 
 	t.Run("a user with the grant overrides", func(t *testing.T) {
-		c := userClient(t, granted)
+		c := suite.UserClient(t, granted)
 		eventuallyAs(t, c, strict, webhook.OutcomeOverridden)
 		got := createAs(c, strict).mustDecide(t, webhook.OutcomeOverridden)
 		if got[webhook.AuditOverrideReason] != reason || got[webhook.AuditUnmeshed] != ns+"/Pod/legacy" || got[webhook.AuditOverrideIgnored] != "" {
 			t.Errorf("audit annotations %v, want the reason %q and %s/Pod/legacy", got, reason, ns)
 		}
-		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			var list eventsv1.EventList
-			if err := suite.admin.List(ctx, &list, client.InNamespace("default")); err != nil {
-				return false, err
-			}
-			for _, ev := range list.Items {
-				if ev.Regarding.Name == ns && ev.Reason == webhook.ReasonOverridden && strings.Contains(ev.Note, reason) {
-					return true, nil
-				}
-			}
-			return false, nil
-		})
-		if err != nil {
-			t.Fatalf("no %s Event on namespace %s: %v", webhook.ReasonOverridden, ns, err)
-		}
+		waitOverrideEvent(t, ns, reason, client.InNamespace("default"))
 	})
 }
 
@@ -95,10 +79,10 @@ func TestReplaceForceAfterOverride(t *testing.T) {
 	grantOverrides(t, ns)
 	strict := pa(ns, "default", "STRICT")
 	strict.Annotations = map[string]string{policy.OverrideAnnotation: "CHG-8"}
-	alice := userClient(t, granted)
+	alice := suite.UserClient(t, granted)
 	eventuallyAs(t, alice, strict, webhook.OutcomeOverridden)
 	createAs(alice, strict).mustDecide(t, webhook.OutcomeOverridden)
-	eventuallyAs(t, userClient(t, ungranted), strict, webhook.OutcomeDenied)
+	eventuallyAs(t, suite.UserClient(t, ungranted), strict, webhook.OutcomeDenied)
 
 	manifest := filepath.Join(t.TempDir(), "strict.yaml")
 	yaml := "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: " + ns +
@@ -106,7 +90,7 @@ func TestReplaceForceAfterOverride(t *testing.T) {
 	if err := os.WriteFile(manifest, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mark := suite.audit.mark(t)
+	mark := suite.Audit.Mark(t)
 	stdout, stderr, code := kubectl(t, "--as", ungranted, "replace", "--force", "-f", manifest)
 	if code == 0 {
 		t.Errorf("kubectl replace --force as %s succeeded:\n%s%s", ungranted, stdout, stderr)
@@ -143,7 +127,7 @@ func grantOverrides(t *testing.T, ns string) {
 	})
 	create(t, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "override"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: overrideRole(t)},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: suite.OverrideRole(t)},
 		Subjects:   []rbacv1.Subject{user(granted)},
 	})
 	create(t, &rbacv1.Role{
@@ -160,28 +144,23 @@ func grantOverrides(t *testing.T, ns string) {
 	})
 }
 
-// overrideRole is deploy/'s ClusterRole that grants overrides.
-func overrideRole(t *testing.T) string {
+// waitOverrideEvent waits for the guard's Event, among those listed with
+// opts, that an override of a policy in ns with reason was admitted.
+func waitOverrideEvent(t *testing.T, ns, reason string, opts ...client.ListOption) {
 	t.Helper()
-	const name = "mtls-guard-override"
-	for _, o := range suite.deploy.RBAC {
-		if r, ok := o.(*rbacv1.ClusterRole); ok && r.Name == name {
-			return name
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var list eventsv1.EventList
+		if err := suite.Admin.List(ctx, &list, opts...); err != nil {
+			return false, err
 		}
-	}
-	t.Fatalf("deploy/ ships no ClusterRole %s", name)
-	return ""
-}
-
-// userClient is a client that impersonates user (with the groups given),
-// through the admin's credentials.
-func userClient(t *testing.T, user string, groups ...string) client.Client {
-	t.Helper()
-	cfg := rest.CopyConfig(suite.env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
-	c, err := newClient(cfg)
+		for _, ev := range list.Items {
+			if ev.Regarding.Name == ns && ev.Reason == webhook.ReasonOverridden && strings.Contains(ev.Note, reason) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 	if err != nil {
-		t.Fatalf("client for %s: %v", user, err)
+		t.Fatalf("no %s Event on namespace %s: %v", webhook.ReasonOverridden, ns, err)
 	}
-	return c
 }

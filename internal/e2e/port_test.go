@@ -24,7 +24,6 @@ import (
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
 	"github.com/mtls-guard/mtls-guard/internal/server"
-	"github.com/mtls-guard/mtls-guard/internal/testenv"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
@@ -44,12 +43,12 @@ func meshWideReview(uid string) []byte {
 // while the API server (given one through its admission configuration)
 // still gets decisions.
 func TestClientCertRequired(t *testing.T) {
-	g := startGuard(t, guardOptions{user: testenv.GuardUser, extra: []string{"--client-ca-file", suite.clientCAFile}})
+	g := startGuard(t, guardOptions{extra: []string{"--client-ca-file", suite.clientCAFile}})
 
 	t.Run("a client without a certificate gets no answer", func(t *testing.T) {
 		hc := g.httpsClient()
 		defer hc.CloseIdleConnections()
-		resp, err := hc.Post(fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path), "application/json", bytes.NewReader(meshWideReview("no-cert")))
+		resp, err := hc.Post(g.URL(webhook.Path), "application/json", bytes.NewReader(meshWideReview("no-cert")))
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -77,18 +76,18 @@ func TestClientCertRequired(t *testing.T) {
 		name := registerScopedWebhook(t, g, "client-cert.e2e.mtls-guard.io", label)
 		var last request
 		err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-			last = createAs(suite.admin, pa(ns, "default", "STRICT"), client.DryRunAll)
-			if last.id == "" {
+			last = createAs(suite.Admin, pa(ns, "default", "STRICT"), client.DryRunAll)
+			if last.AuditID == "" {
 				return false, nil
 			}
-			ev, err := suite.audit.byAuditID(last.id)
+			ev, err := suite.Audit.ByAuditID(context.Background(), last.AuditID)
 			if err != nil {
 				return false, err
 			}
 			return ev.Annotations[name+"/"+webhook.AuditDecision] == webhook.OutcomeDenied, nil
 		})
 		if err != nil {
-			t.Fatalf("the guard that requires client certificates never decided through the API server: %v (last: %v)", err, last.err)
+			t.Fatalf("the guard that requires client certificates never decided through the API server: %v (last: %v)", err, last.Err)
 		}
 	})
 }
@@ -127,7 +126,7 @@ func TestAnswersAreBounded(t *testing.T) {
 	}
 
 	// Through the API server, the audit annotation is bounded the same way.
-	r := createAs(suite.admin, pa(rootNamespace, "default", "STRICT"), client.DryRunAll)
+	r := createAs(suite.Admin, pa(rootNamespace, "default", "STRICT"), client.DryRunAll)
 	got := r.mustDecide(t, webhook.OutcomeDenied)[webhook.AuditUnmeshed]
 	if listed := strings.Split(got, ","); len(listed) != engine.MaxListed+1 || !strings.HasSuffix(got, " more)") {
 		t.Errorf("%s lists %d entries: %q; want %d and a count of the rest", webhook.AuditUnmeshed, len(listed), got, engine.MaxListed)
@@ -138,10 +137,10 @@ func TestAnswersAreBounded(t *testing.T) {
 // returns the HTTP status.
 func scrape(t *testing.T, g *guard, token string) int {
 	t.Helper()
-	if g.metricsPort == 0 {
+	if g.MetricsPort == 0 {
 		t.Fatal("the guard serves no /metrics")
 	}
-	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/metrics", g.metricsPort), nil)
+	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/metrics", g.MetricsPort), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +188,7 @@ func TestMetricsNeedAuthorization(t *testing.T) {
 	}
 	scrapeUntil(t, suite.guard, metricsReaderToken(t), http.StatusOK)
 	// Plain HTTP gets nothing.
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", suite.guard.metricsPort))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", suite.guard.MetricsPort))
 	if err == nil {
 		defer resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
@@ -207,7 +206,7 @@ func TestSelfCheckSeesAKSSelector(t *testing.T) {
 	ctx := context.Background()
 	setRootLabel := func(v string) error {
 		patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"kubernetes.azure.com/managedby":`+v+`}}}`))
-		return suite.admin.Patch(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: rootNamespace}}, patch)
+		return suite.Admin.Patch(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: rootNamespace}}, patch)
 	}
 	if err := setRootLabel(`"aks"`); err != nil {
 		t.Fatal(err)
@@ -219,7 +218,7 @@ func TestSelfCheckSeesAKSSelector(t *testing.T) {
 	})
 
 	const name = "mtls-guard-aks"
-	vwc := suite.deploy.Webhook.DeepCopy()
+	vwc := suite.Deploy.Webhook.DeepCopy()
 	vwc.ObjectMeta = metav1.ObjectMeta{Name: name}
 	ignore := admissionregistrationv1.Ignore
 	for i := range vwc.Webhooks {
@@ -227,7 +226,7 @@ func TestSelfCheckSeesAKSSelector(t *testing.T) {
 		w.Name = fmt.Sprintf("aks-%d.e2e.mtls-guard.io", i)
 		// Never called for real: an unreachable URL, ignored on failure.
 		url := "https://127.0.0.1:1/unused"
-		w.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: suite.guard.bundle.CACert}
+		w.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: suite.guard.Bundle.CACert}
 		w.FailurePolicy = &ignore
 		// What the enforcer adds to every webhook without the annotation.
 		w.NamespaceSelector.MatchExpressions = append(w.NamespaceSelector.MatchExpressions,
@@ -237,18 +236,18 @@ func TestSelfCheckSeesAKSSelector(t *testing.T) {
 	}
 	create(t, vwc)
 	t.Cleanup(func() {
-		if err := suite.admin.Delete(context.Background(), vwc); err != nil {
+		if err := suite.Admin.Delete(context.Background(), vwc); err != nil {
 			t.Errorf("removing webhook configuration %s: %v", name, err)
 		}
 	})
 
 	// The guard reads configurations by name; its ServiceAccount may read
 	// only deploy/'s, so this one runs as the admin.
-	g := startGuard(t, guardOptions{kubeconfig: suite.adminConfig, noWait: true, extra: []string{"--webhook-config-name", name}})
+	g := startGuard(t, guardOptions{kubeconfig: suite.AdminConfig, noWait: true, extra: []string{"--webhook-config-name", name}})
 	var body string
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		if g.exited() {
-			return false, fmt.Errorf("guard exited: %v", g.err)
+		if g.Exited() {
+			return false, fmt.Errorf("guard exited: %v", g.Err())
 		}
 		code, b, err := probe(ctx, g, "/readyz/webhook-config")
 		body = b
@@ -260,7 +259,7 @@ func TestSelfCheckSeesAKSSelector(t *testing.T) {
 	if !strings.Contains(body, rootNamespace) {
 		t.Errorf("/readyz/webhook-config does not name the root namespace %s: %q", rootNamespace, body)
 	}
-	if ready, _ := g.ready(ctx); ready {
+	if ready, _ := g.Ready(ctx); ready {
 		t.Error("/readyz is OK although the configuration hides the root namespace")
 	}
 	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
@@ -281,7 +280,7 @@ func TestSelfCheckSeesAKSSelector(t *testing.T) {
 
 // probe GETs a path of a guard's health probe port.
 func probe(ctx context.Context, g *guard, path string) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(g.probePort)+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(g.ProbePort)+path, nil)
 	if err != nil {
 		return 0, "", err
 	}
@@ -299,20 +298,20 @@ func probe(ctx context.Context, g *guard, path string) (int, string, error) {
 // removes it when the test ends, and returns the webhook's name.
 func registerScopedWebhook(t *testing.T, g *guard, name, label string) string {
 	t.Helper()
-	vwc := suite.deploy.Webhook.DeepCopy()
+	vwc := suite.Deploy.Webhook.DeepCopy()
 	if len(vwc.Webhooks) < 1 {
 		t.Fatal("deploy/'s webhook configuration has no webhook")
 	}
 	vwc.Webhooks = vwc.Webhooks[:1]
-	url := fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path)
+	url := g.URL(webhook.Path)
 	vwc.ObjectMeta = metav1.ObjectMeta{Name: name}
 	w := &vwc.Webhooks[0]
 	w.Name = name
-	w.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: g.bundle.CACert}
+	w.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: g.Bundle.CACert}
 	w.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{label: "true"}}
 	create(t, vwc)
 	t.Cleanup(func() {
-		if err := suite.admin.Delete(context.Background(), vwc); err != nil {
+		if err := suite.Admin.Delete(context.Background(), vwc); err != nil {
 			t.Errorf("removing webhook configuration %s: %v", name, err)
 		}
 	})

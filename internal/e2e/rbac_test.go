@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-guard/mtls-guard/internal/policy"
@@ -41,7 +40,7 @@ func guardGrants(t *testing.T) []grant {
 		})
 	}
 	clusterRoles, roles := map[string]*rbacv1.ClusterRole{}, map[string]*rbacv1.Role{}
-	for _, o := range suite.deploy.RBAC {
+	for _, o := range suite.Deploy.RBAC {
 		switch r := o.(type) {
 		case *rbacv1.ClusterRole:
 			clusterRoles[r.Name] = r
@@ -69,7 +68,7 @@ func guardGrants(t *testing.T) []grant {
 			out = append(out, grant{namespace: ns, rule: r})
 		}
 	}
-	for _, o := range suite.deploy.RBAC {
+	for _, o := range suite.Deploy.RBAC {
 		switch b := o.(type) {
 		case *rbacv1.ClusterRoleBinding:
 			if isGuard(b.Subjects) {
@@ -107,10 +106,10 @@ func TestGuardUsesOnlyShippedRBAC(t *testing.T) {
 	ns := namespace(t, "rbac", injected)
 	create(t, pod(ns, "bare", nil, unmeshed))
 	eventually(t, pa(ns, "default", "STRICT"), true)
-	createAs(suite.admin, pa(ns, "default", "STRICT")).mustDecide(t, webhook.OutcomeDenied)
+	createAs(suite.Admin, pa(ns, "default", "STRICT")).mustDecide(t, webhook.OutcomeDenied)
 	override := pa(ns, "default", "STRICT")
 	override.Annotations = map[string]string{policy.OverrideAnnotation: "RBAC-1"}
-	createAs(suite.admin, override, client.DryRunAll).mustDecide(t, webhook.OutcomeOverridden)
+	createAs(suite.Admin, override, client.DryRunAll).mustDecide(t, webhook.OutcomeOverridden)
 	scrapeUntil(t, suite.guard, metricsReaderToken(t), http.StatusOK)
 
 	grants := guardGrants(t)
@@ -126,7 +125,7 @@ func TestGuardUsesOnlyShippedRBAC(t *testing.T) {
 	var refused, uncovered []string
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		used, refused, uncovered = sets.New[string](), nil, nil
-		for _, ev := range suite.audit.all(t) {
+		for _, ev := range suite.Audit.All(t) {
 			if ev.User.Username != testenv.GuardUser || ev.ObjectRef == nil {
 				continue
 			}
@@ -163,12 +162,7 @@ func TestGuardUsesOnlyShippedRBAC(t *testing.T) {
 // (impersonated), what it may do: every permission the guard needs, and
 // nothing around it.
 func TestGuardRBACScope(t *testing.T) {
-	cfg := rest.CopyConfig(suite.env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: testenv.GuardUser, Groups: testenv.GuardGroups}
-	sa, err := newClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sa := suite.UserClient(t, testenv.GuardUser, testenv.GuardGroups...)
 	type attrs = authorizationv1.ResourceAttributes
 	for _, tc := range []struct {
 		attrs attrs
@@ -247,11 +241,11 @@ func serviceAccountToken(t *testing.T, name string) string {
 	t.Helper()
 	ctx := context.Background()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: guardNamespace, Name: name}}
-	if err := suite.admin.Create(ctx, sa); client.IgnoreAlreadyExists(err) != nil {
+	if err := suite.Admin.Create(ctx, sa); client.IgnoreAlreadyExists(err) != nil {
 		t.Fatalf("creating ServiceAccount %s: %v", name, err)
 	}
 	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}
-	if err := suite.admin.SubResource("token").Create(ctx, sa, tr); err != nil {
+	if err := suite.Admin.SubResource("token").Create(ctx, sa, tr); err != nil {
 		t.Fatalf("requesting a token for %s: %v", name, err)
 	}
 	return tr.Status.Token
@@ -268,7 +262,7 @@ func metricsReaderToken(t *testing.T) string {
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "mtls-guard-metrics-reader"},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: guardNamespace, Name: name}},
 	}
-	if err := suite.admin.Create(context.Background(), b); client.IgnoreAlreadyExists(err) != nil {
+	if err := suite.Admin.Create(context.Background(), b); client.IgnoreAlreadyExists(err) != nil {
 		t.Fatalf("binding the metrics reader: %v", err)
 	}
 	return token

@@ -21,9 +21,8 @@ import (
 
 // servedSerial is the serial number of the certificate the guard serves.
 func servedSerial(g *guard) (string, error) {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(g.bundle.CACert)
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", g.port),
+	pool := g.RootCAs()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", g.Port),
 		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
 	if err != nil {
 		return "", err
@@ -59,7 +58,7 @@ func TestCertRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if before != pemSerial(t, g.bundle.Cert) {
+	if before != pemSerial(t, g.Bundle.Cert) {
 		t.Fatalf("served serial %s is not the issued one", before)
 	}
 
@@ -73,25 +72,25 @@ func TestCertRotation(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				r := createAs(suite.admin, strict, client.DryRunAll)
+				r := createAs(suite.Admin, strict, client.DryRunAll)
 				if ctx.Err() != nil {
 					return
 				}
 				requests.Add(1)
 				if ok, err := r.is(webhook.OutcomeDenied); !ok {
 					failures.Add(1)
-					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%v (audit: %v)", r.err, err))
+					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%v (audit: %v)", r.Err, err))
 				}
 			}
 		}()
 	}
 
-	renewed, err := g.bundle.Renew("mtls-guard", guardNamespace, certs.WithIPAddresses(net.IPv4(127, 0, 0, 1)), certs.WithDNSNames("localhost"))
+	renewed, err := g.Bundle.Renew("mtls-guard", guardNamespace, certs.WithIPAddresses(net.IPv4(127, 0, 0, 1)), certs.WithDNSNames("localhost"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := pemSerial(t, renewed.Cert)
-	if err := renewed.WriteDir(g.certDir); err != nil {
+	if err := renewed.WriteDir(g.CertDir); err != nil {
 		t.Fatal(err)
 	}
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
@@ -111,7 +110,7 @@ func TestCertRotation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("requests stalled after the rotation: %v", err)
 	}
-	g.bundle = renewed
+	g.Bundle = renewed
 	if n := failures.Load(); n > 0 {
 		t.Fatalf("%d of %d requests failed during rotation; first: %v", n, requests.Load(), firstFailure.Load())
 	}

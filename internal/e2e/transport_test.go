@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 
-	"github.com/mtls-guard/mtls-guard/internal/testenv"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
@@ -27,7 +25,7 @@ import (
 // --enable-http2 and a short --read-header-timeout.
 func TestTransport(t *testing.T) {
 	const headerTimeout = time.Second
-	fast := startGuard(t, guardOptions{user: testenv.GuardUser, extra: []string{"--enable-http2", "--read-header-timeout", headerTimeout.String()}})
+	fast := startGuard(t, guardOptions{extra: []string{"--enable-http2", "--read-header-timeout", headerTimeout.String()}})
 
 	t.Run("TLS below 1.2 is refused", func(t *testing.T) {
 		for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
@@ -122,7 +120,7 @@ func TestTransport(t *testing.T) {
 	})
 
 	t.Run("headers over the limit are refused", func(t *testing.T) {
-		req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("https://127.0.0.1:%d%s", fast.port, webhook.Path), bytes.NewReader(review("hb", "PeerAuthentication", "CREATE", strictJSON, "")))
+		req, err := http.NewRequest(http.MethodPost, fast.URL(webhook.Path), bytes.NewReader(review("hb", "PeerAuthentication", "CREATE", strictJSON, "")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +164,7 @@ func TestTransport(t *testing.T) {
 	t.Run("a streamed body over the limit is refused", func(t *testing.T) {
 		body := io.MultiReader(strings.NewReader(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"big","x":"`),
 			io.LimitReader(repeatReader('x'), 8<<20))
-		req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("https://127.0.0.1:%d%s", fast.port, webhook.Path), body)
+		req, err := http.NewRequest(http.MethodPost, fast.URL(webhook.Path), body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,24 +183,22 @@ func TestTransport(t *testing.T) {
 
 // dialTLS opens a TLS connection to a guard's webhook port, trusting its CA.
 func dialTLS(g *guard, cfg *tls.Config) (*tls.Conn, error) {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(g.bundle.CACert)
+	pool := g.RootCAs()
 	cfg = cfg.Clone()
 	cfg.RootCAs, cfg.ServerName = pool, "127.0.0.1"
 	d := &net.Dialer{Timeout: 10 * time.Second}
-	return tls.DialWithDialer(d, "tcp", fmt.Sprintf("127.0.0.1:%d", g.port), cfg)
+	return tls.DialWithDialer(d, "tcp", fmt.Sprintf("127.0.0.1:%d", g.Port), cfg)
 }
 
 // postWith posts a review through the given transport, trusting the
 // guard's CA, and checks that the answer is an AdmissionReview.
 func postWith(t *testing.T, g *guard, tr *http.Transport, body []byte) *http.Response {
 	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(g.bundle.CACert)
+	pool := g.RootCAs()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	resp, err := c.Post(fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path), "application/json", bytes.NewReader(body))
+	resp, err := c.Post(g.URL(webhook.Path), "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

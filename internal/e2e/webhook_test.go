@@ -45,7 +45,7 @@ func TestSeedScenario(t *testing.T) {
 		t.Errorf("status details causes = %+v, want one cause for Pod/mtls-test", st.Details)
 	}
 	// A real (not dry-run) apply is denied the same way.
-	createAs(suite.admin, strict).mustDecide(t, webhook.OutcomeDenied)
+	createAs(suite.Admin, strict).mustDecide(t, webhook.OutcomeDenied)
 
 	deletePod(t, ns, "mtls-test")
 	eventually(t, strict, false)
@@ -65,22 +65,22 @@ func TestUpdateNoopAndDelete(t *testing.T) {
 
 	t.Run("update to STRICT is denied", func(t *testing.T) {
 		cur := pa(ns, "default", "")
-		if err := suite.admin.Get(ctx, client.ObjectKeyFromObject(cur), cur); err != nil {
+		if err := suite.Admin.Get(ctx, client.ObjectKeyFromObject(cur), cur); err != nil {
 			t.Fatal(err)
 		}
 		cur.Spec.Mtls.Mode = pa(ns, "", "STRICT").Spec.Mtls.Mode
-		r := call(func(ctx context.Context) error { return suite.admin.Update(ctx, cur) })
+		r := call(func(ctx context.Context) error { return suite.Admin.Update(ctx, cur) })
 		r.mustDecide(t, webhook.OutcomeDenied)
-		if !strings.Contains(r.err.Error(), "UPDATE") || !strings.Contains(r.err.Error(), "Deployment/legacy (1 pod: no-sidecar)") {
-			t.Fatalf("want the UPDATE denial to name Deployment/legacy, got %v", r.err)
+		if !strings.Contains(r.Err.Error(), "UPDATE") || !strings.Contains(r.Err.Error(), "Deployment/legacy (1 pod: no-sidecar)") {
+			t.Fatalf("want the UPDATE denial to name Deployment/legacy, got %v", r.Err)
 		}
 	})
 	t.Run("no-op re-apply is allowed", func(t *testing.T) {
 		cur := pa(ns, "default", "")
-		if err := suite.admin.Get(ctx, client.ObjectKeyFromObject(cur), cur); err != nil {
+		if err := suite.Admin.Get(ctx, client.ObjectKeyFromObject(cur), cur); err != nil {
 			t.Fatal(err)
 		}
-		if err := suite.admin.Update(ctx, cur); err != nil {
+		if err := suite.Admin.Update(ctx, cur); err != nil {
 			t.Fatalf("no-op update: %v", err)
 		}
 	})
@@ -89,28 +89,23 @@ func TestUpdateNoopAndDelete(t *testing.T) {
 		// meshed app, made while the namespace was empty: deleting the
 		// carve-out makes web STRICT next to the unmeshed legacy pod.
 		ns2 := namespace(t, "delete-tightens", injected)
-		create(t, pa(ns2, "default", "STRICT"))
-		carve := pa(ns2, "web-permissive", "PERMISSIVE")
-		carve.Spec.Selector = selector("app", "web")
-		create(t, carve)
-		create(t, deploymentPod(ns2, "web", "w1", native))
-		create(t, deploymentPod(ns2, "legacy", "l1", unmeshed))
+		carve := carveOut(t, ns2, "w1", "l1")
 		// Wait until the guard's cache holds both pods: a dry-run delete
 		// is denied only then.
 		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			r := call(func(ctx context.Context) error { return suite.admin.Delete(ctx, carve.DeepCopy(), client.DryRunAll) })
+			r := call(func(ctx context.Context) error { return suite.Admin.Delete(ctx, carve.DeepCopy(), client.DryRunAll) })
 			return r.decidedAs(t, webhook.OutcomeDenied), nil
 		})
 		if err != nil {
 			t.Fatalf("dry-run DELETE never denied: %v", err)
 		}
-		r := call(func(ctx context.Context) error { return suite.admin.Delete(ctx, carve.DeepCopy()) })
+		r := call(func(ctx context.Context) error { return suite.Admin.Delete(ctx, carve.DeepCopy()) })
 		r.mustDecide(t, webhook.OutcomeDenied)
-		if !strings.Contains(r.err.Error(), "DELETE") || !strings.Contains(r.err.Error(), "Deployment/legacy") {
-			t.Fatalf("want the DELETE denial to name Deployment/legacy, got %v", r.err)
+		if !strings.Contains(r.Err.Error(), "DELETE") || !strings.Contains(r.Err.Error(), "Deployment/legacy") {
+			t.Fatalf("want the DELETE denial to name Deployment/legacy, got %v", r.Err)
 		}
 		// Deleting the namespace STRICT loosens, and is allowed.
-		if err := suite.admin.Delete(ctx, pa(ns2, "default", "")); err != nil {
+		if err := suite.Admin.Delete(ctx, pa(ns2, "default", "")); err != nil {
 			t.Fatalf("loosening delete: %v", err)
 		}
 	})
@@ -124,7 +119,7 @@ func TestV1beta1(t *testing.T) {
 	if !strings.Contains(err.Error(), "Pod/bare (1 pod: no-sidecar)") {
 		t.Errorf("v1beta1 denial lacks the workload: %v", err)
 	}
-	if err := suite.admin.Create(context.Background(), paV1beta1(ns, "loose", "PERMISSIVE")); err != nil {
+	if err := suite.Admin.Create(context.Background(), paV1beta1(ns, "loose", "PERMISSIVE")); err != nil {
 		t.Errorf("v1beta1 PERMISSIVE: %v", err)
 	}
 }
@@ -137,12 +132,12 @@ func TestEvents(t *testing.T) {
 	create(t, pod(ns, "bare", nil, unmeshed))
 	strict := pa(ns, "default", "STRICT")
 	eventually(t, strict, true) // dry runs: no Event
-	createAs(suite.admin, strict).mustDecide(t, webhook.OutcomeDenied)
+	createAs(suite.Admin, strict).mustDecide(t, webhook.OutcomeDenied)
 	var evs []eventsv1.Event
 	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		// Events about a cluster-scoped Namespace live in "default".
 		var list eventsv1.EventList
-		if err := suite.admin.List(ctx, &list); err != nil {
+		if err := suite.Admin.List(ctx, &list); err != nil {
 			return false, err
 		}
 		evs = evs[:0]
@@ -187,7 +182,7 @@ func TestPodUpdates(t *testing.T) {
 	relabel := func(exempt string) {
 		t.Helper()
 		patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"mtls-guard.io/exempt":`+exempt+`}}}`))
-		if err := suite.admin.Patch(ctx, legacy.DeepCopy(), patch); err != nil {
+		if err := suite.Admin.Patch(ctx, legacy.DeepCopy(), patch); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -20,6 +20,13 @@ import (
 	"github.com/mtls-guard/mtls-guard/internal/manifests"
 )
 
+// GuardNamespace is deploy/'s namespace, the guard's own; RootNamespace
+// is Istio's root namespace, as the guard runs by default.
+const (
+	GuardNamespace = "mtls-guard"
+	RootNamespace  = "istio-system"
+)
+
 // GuardUser is the user the guard authenticates as: the ServiceAccount of
 // deploy/, so that the shipped RBAC is what it runs with.
 const GuardUser = "system:serviceaccount:mtls-guard:mtls-guard"

@@ -4,6 +4,8 @@
 package testenv
 
 import (
+	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
@@ -100,7 +102,7 @@ type Env struct {
 	BinDir string
 	// AuditLog is the API server's audit log (JSON lines): PeerAuthentication
 	// requests (and those of WithAuditResources) at Metadata level, which
-	// carries the webhooks' audit annotations.
+	// carries the webhooks' audit annotations; empty WithoutAuditLog.
 	AuditLog string
 	dir      string
 }
@@ -136,6 +138,24 @@ type Option func(*options)
 type options struct {
 	webhookCert, webhookKey []byte
 	auditResources          map[string][]string // API group: resources
+	noAuditLog              bool
+	restartable             bool
+}
+
+// WithoutAuditLog starts the API server without an audit policy or log:
+// Env.AuditLog is empty.
+func WithoutAuditLog() Option {
+	return func(o *options) { o.noAuditLog = true }
+}
+
+// WithRestartableAPIServer readies the API server to be stopped and
+// started again (Env.ControlPlane.APIServer) under running clients: its
+// certificates, and so the users envtest issued, live in the Env's
+// directory, where they outlast a restart; and it waits at most 2s for
+// open watches (a guard's) to end when it stops, instead of a minute and
+// more.
+func WithRestartableAPIServer() Option {
+	return func(o *options) { o.restartable = true }
 }
 
 // WithAuditResources has the API server's audit log record, with the
@@ -176,31 +196,16 @@ func Start(opts ...Option) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	policyFile := filepath.Join(dir, "audit-policy.yaml")
-	if err := os.WriteFile(policyFile, []byte(auditPolicy(o.auditResources)), 0o600); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("writing audit policy: %w", err)
-	}
-	var admissionConfig string
-	if o.webhookCert != nil {
-		if admissionConfig, err = writeAdmissionConfig(dir, o.webhookCert, o.webhookKey); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-	}
-	auditLog := filepath.Join(dir, "audit.log")
 	te := &envtest.Environment{
 		BinaryAssetsDirectory:    bin,
 		CRDInstallOptions:        envtest.CRDInstallOptions{Paths: []string{crds}, ErrorIfPathMissing: true},
 		ControlPlaneStartTimeout: time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 	}
-	te.ControlPlane.GetAPIServer().Configure().
-		Set("audit-policy-file", policyFile).
-		Set("audit-log-path", auditLog).
-		Set("audit-log-mode", "blocking")
-	if admissionConfig != "" {
-		te.ControlPlane.GetAPIServer().Configure().Set("admission-control-config-file", admissionConfig)
+	auditLog, err := configure(te, dir, o)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	cfg, err := te.Start()
 	if err != nil {
@@ -210,6 +215,40 @@ func Start(opts ...Option) (*Env, error) {
 		return nil, fmt.Errorf("starting envtest control plane from %s: %w", bin, err)
 	}
 	return &Env{Environment: te, Config: cfg, BinDir: bin, AuditLog: auditLog, dir: dir}, nil
+}
+
+// configure sets up te's API server as o says, with its files in dir, and
+// returns the path of its audit log, if any.
+func configure(te *envtest.Environment, dir string, o options) (auditLog string, err error) {
+	if o.restartable {
+		certDir := filepath.Join(dir, "apiserver")
+		if err := os.Mkdir(certDir, 0o700); err != nil {
+			return "", err
+		}
+		te.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir}
+	}
+	args := te.ControlPlane.GetAPIServer().Configure()
+	if o.restartable {
+		args.Set("shutdown-watch-termination-grace-period", "2s")
+	}
+	if !o.noAuditLog {
+		policyFile := filepath.Join(dir, "audit-policy.yaml")
+		if err := os.WriteFile(policyFile, []byte(auditPolicy(o.auditResources)), 0o600); err != nil {
+			return "", fmt.Errorf("writing audit policy: %w", err)
+		}
+		auditLog = filepath.Join(dir, "audit.log")
+		args.Set("audit-policy-file", policyFile).
+			Set("audit-log-path", auditLog).
+			Set("audit-log-mode", "blocking")
+	}
+	if o.webhookCert != nil {
+		admissionConfig, err := writeAdmissionConfig(dir, o.webhookCert, o.webhookKey)
+		if err != nil {
+			return "", err
+		}
+		args.Set("admission-control-config-file", admissionConfig)
+	}
+	return auditLog, nil
 }
 
 // writeAdmissionConfig writes an AdmissionConfiguration whose webhook
@@ -238,13 +277,9 @@ func writeAdmissionConfig(dir string, certPEM, keyPEM []byte) (string, error) {
 // client certificate for commonName with it.
 func IssueClientCert(commonName string) (caPEM, certPEM, keyPEM []byte, err error) {
 	ca := certs.CACertificate("mtls-guard-client", "mtls-guard")
-	caKey, err := pki.GeneratePrivateKeyForCertificate(ca)
+	caKey, caTemplate, err := keyAndTemplate(ca, "client CA")
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("generating client CA key: %w", err)
-	}
-	caTemplate, err := pki.CertificateTemplateFromCertificate(ca)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("client CA template: %w", err)
+		return nil, nil, nil, err
 	}
 	caPEM, caCert, err := pki.SignCertificate(caTemplate, caTemplate, caKey.Public(), caKey)
 	if err != nil {
@@ -256,13 +291,9 @@ func IssueClientCert(commonName string) (caPEM, certPEM, keyPEM []byte, err erro
 		Duration:   &metav1.Duration{Duration: 24 * time.Hour},
 		PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
 	}}
-	key, err := pki.GeneratePrivateKeyForCertificate(leaf)
+	key, tmpl, err := keyAndTemplate(leaf, "client")
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("generating client key: %w", err)
-	}
-	tmpl, err := pki.CertificateTemplateFromCertificate(leaf)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("client certificate template: %w", err)
+		return nil, nil, nil, err
 	}
 	if certPEM, _, err = pki.SignCertificate(tmpl, caCert, key.Public(), caKey); err != nil {
 		return nil, nil, nil, fmt.Errorf("signing the client certificate: %w", err)
@@ -271,6 +302,20 @@ func IssueClientCert(commonName string) (caPEM, certPEM, keyPEM []byte, err erro
 		return nil, nil, nil, fmt.Errorf("encoding the client key: %w", err)
 	}
 	return caPEM, certPEM, keyPEM, nil
+}
+
+// keyAndTemplate generates crt's private key and builds its template;
+// what names the certificate in errors.
+func keyAndTemplate(crt *cmapi.Certificate, what string) (crypto.Signer, *x509.Certificate, error) {
+	key, err := pki.GeneratePrivateKeyForCertificate(crt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating the %s key: %w", what, err)
+	}
+	tmpl, err := pki.CertificateTemplateFromCertificate(crt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the %s certificate template: %w", what, err)
+	}
+	return key, tmpl, nil
 }
 
 // Stop stops the control plane and removes its files.

@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/mtls-guard/mtls-guard/internal/testenv"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
@@ -78,7 +77,7 @@ func peerAuthentication(ns, mode string) *securityv1.PeerAuthentication {
 
 func create(t *testing.T, obj client.Object) {
 	t.Helper()
-	if err := suite.admin.Create(context.Background(), obj); err != nil {
+	if err := suite.Admin.Create(context.Background(), obj); err != nil {
 		t.Fatalf("creating %T %s/%s: %v", obj, obj.GetNamespace(), obj.GetName(), err)
 	}
 }
@@ -86,7 +85,7 @@ func create(t *testing.T, obj client.Object) {
 // createAs creates a copy of obj and returns the request.
 func createAs(obj client.Object, opts ...client.CreateOption) request {
 	return call(func(ctx context.Context) error {
-		return suite.admin.Create(ctx, obj.DeepCopyObject().(client.Object), opts...)
+		return suite.Admin.Create(ctx, obj.DeepCopyObject().(client.Object), opts...)
 	})
 }
 
@@ -131,14 +130,14 @@ func waitDecided(t *testing.T, obj client.Object, outcome string) request {
 	var last request
 	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		last = createAs(obj, client.DryRunAll)
-		if last.err != nil && !apierrors.IsForbidden(last.err) {
-			return false, last.err
+		if last.Err != nil && !apierrors.IsForbidden(last.Err) {
+			return false, last.Err
 		}
 		return last.decided(t, outcome), nil
 	})
 	if err != nil {
 		t.Fatalf("waiting for the arrivals webhook to decide %q for a dry run of %s/%s: %v (last: %v, audit %v)",
-			outcome, obj.GetNamespace(), obj.GetName(), err, last.err, last.audit(t))
+			outcome, obj.GetNamespace(), obj.GetName(), err, last.Err, last.audit(t))
 	}
 	return last
 }
@@ -152,7 +151,7 @@ type kubectlResult struct {
 // kubectl runs bin/kubectl as the cluster admin.
 func kubectl(t *testing.T, args ...string) kubectlResult {
 	t.Helper()
-	r, err := testenv.Run(testenv.Kubectl(suite.env.BinDir, suite.adminConfig, args...))
+	r, err := suite.Kubectl(args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +185,7 @@ func manifest(t *testing.T, obj any) string {
 func arrivalEvents(t *testing.T, ns string) []eventsv1.Event {
 	t.Helper()
 	var list eventsv1.EventList
-	if err := suite.admin.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+	if err := suite.Admin.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
 		t.Fatalf("listing Events in %s: %v", ns, err)
 	}
 	var out []eventsv1.Event
@@ -230,7 +229,7 @@ func regarding(evs []eventsv1.Event) []string {
 
 func get(t *testing.T, obj client.Object) error {
 	t.Helper()
-	return suite.admin.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)
+	return suite.Admin.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)
 }
 
 // TestKubectlRunWarns: in a STRICT namespace, `kubectl run` of an unmeshed
@@ -279,8 +278,8 @@ func TestPodEventGoesToDeployment(t *testing.T) {
 	pod.Labels = rs.Labels
 	pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: ptr.To(true)}}
 	r := createAs(pod)
-	if !r.decided(t, webhook.OutcomeWarned) || len(r.warnings) == 0 {
-		t.Fatalf("creating the ReplicaSet's pod: error %v, warnings %q, audit %v; want it warned", r.err, r.warnings, r.audit(t))
+	if !r.decided(t, webhook.OutcomeWarned) || len(r.Warnings) == 0 {
+		t.Fatalf("creating the ReplicaSet's pod: error %v, warnings %q, audit %v; want it warned", r.Err, r.Warnings, r.audit(t))
 	}
 	ev := waitEvent(t, ns, "Deployment", "web")
 	if ev.Regarding.UID != d.UID || ev.Regarding.APIVersion != "apps/v1" {
@@ -357,7 +356,7 @@ func TestDenySettings(t *testing.T) {
 			r := createAs(obj)
 			if !r.decided(t, webhook.OutcomeDenied) {
 				t.Fatalf("creating %s %s: error %v (reason %q), audit %v; want 403 and decision %q",
-					kind, obj.GetName(), r.err, apierrors.ReasonForError(r.err), r.audit(t), webhook.OutcomeDenied)
+					kind, obj.GetName(), r.Err, apierrors.ReasonForError(r.Err), r.audit(t), webhook.OutcomeDenied)
 			}
 			if err := get(t, obj.DeepCopyObject().(client.Object)); !apierrors.IsNotFound(err) {
 				t.Errorf("the denied %s exists: %v", kind, err)
@@ -365,8 +364,8 @@ func TestDenySettings(t *testing.T) {
 		})
 	}
 	// A meshed pod is still admitted under deny.
-	if r := createAs(meshedPod(ns, "web-1")); r.err != nil {
-		t.Errorf("a meshed pod was refused under deny: %v", r.err)
+	if r := createAs(meshedPod(ns, "web-1")); r.Err != nil {
+		t.Errorf("a meshed pod was refused under deny: %v", r.Err)
 	}
 }
 
@@ -426,12 +425,12 @@ func TestGuardDownPodsCreated(t *testing.T) {
 	g := startGuard(t, denyFlags...)
 	use(t, g)
 	waitDecided(t, unmeshedPod(ns, "probe"), webhook.OutcomeDenied)
-	g.stop()
+	g.Stop()
 
 	for _, obj := range []client.Object{unmeshedPod(ns, "after-stop"), deployment(ns, "legacy", true)} {
 		r := createAs(obj)
-		if r.err != nil {
-			t.Errorf("creating %s with the guard down: %v; want it admitted (failurePolicy Ignore)", obj.GetName(), r.err)
+		if r.Err != nil {
+			t.Errorf("creating %s with the guard down: %v; want it admitted (failurePolicy Ignore)", obj.GetName(), r.Err)
 			continue
 		}
 		if a := r.audit(t); len(a) != 0 {

@@ -45,7 +45,7 @@ func TestAPIServerRestart(t *testing.T) {
 
 	errorsDuringOutages := 0
 	for i := 1; i <= cycles; i++ {
-		apiServer := env.ControlPlane.APIServer
+		apiServer := cluster.Env.ControlPlane.APIServer
 		if err := apiServer.Stop(); err != nil {
 			t.Fatalf("stopping the API server: %v", err)
 		}
@@ -89,7 +89,7 @@ func TestAPIServerRestart(t *testing.T) {
 			i, notReady.Round(time.Millisecond), ready.Round(time.Millisecond), time.Since(created).Round(time.Millisecond), staleErrors)
 
 		// And its deletion too: STRICT is allowed again.
-		if err := env.admin.Delete(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pod}}, client.GracePeriodSeconds(0)); err != nil {
+		if err := cluster.Admin.Delete(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pod}}, client.GracePeriodSeconds(0)); err != nil {
 			t.Fatal(err)
 		}
 		err = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
@@ -141,7 +141,7 @@ func TestSIGTERMDrains(t *testing.T) {
 		}
 		uid := fmt.Sprintf("inflight-%d", i)
 		body := strictReview(t, uid, ns)
-		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.port), g.tlsConfig())
+		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.Port), g.tlsConfig())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +163,7 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", g.port), time.Second)
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", g.Port), time.Second)
 		if err != nil {
 			return true, nil
 		}
@@ -172,8 +172,8 @@ func TestSIGTERMDrains(t *testing.T) {
 	}); err != nil {
 		t.Fatal("new connections are still accepted after SIGTERM")
 	}
-	if g.exited() {
-		t.Fatalf("serve returned with requests in flight: %v", g.err)
+	if g.Exited() {
+		t.Fatalf("serve returned with requests in flight: %v", g.Err())
 	}
 
 	for _, r := range reqs {
@@ -192,12 +192,12 @@ func TestSIGTERMDrains(t *testing.T) {
 		}
 	}
 	if err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 40*time.Second, true, func(context.Context) (bool, error) {
-		return g.exited(), nil
+		return g.Exited(), nil
 	}); err != nil {
 		t.Fatal("serve did not return after the drain")
 	}
-	if g.err != nil {
-		t.Errorf("serve returned %v after a clean drain", g.err)
+	if err := g.Err(); err != nil {
+		t.Errorf("serve returned %v after a clean drain", err)
 	}
 	t.Logf("RELIABILITY: SIGTERM with %d requests in flight survived: all answered, new connections refused", n)
 }

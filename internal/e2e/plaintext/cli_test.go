@@ -13,7 +13,7 @@ import (
 // namespace, the workloads that the real Prometheus shows with plaintext
 // callers: the seed's web, called from outside the mesh, in istio-demo.
 func TestReportPlaintextCallers(t *testing.T) {
-	args := append([]string{"--kubeconfig", suite.adminConfig, "-o", "json"}, evidenceFlags(suite.prometheus.URL, longWindow, "allow")...)
+	args := append([]string{"--kubeconfig", suite.AdminConfig, "-o", "json"}, evidenceFlags(suite.prometheus.URL, longWindow, "allow")...)
 	var out, errb bytes.Buffer
 	if code := cli.Report(args, &out, &errb); code != 0 {
 		t.Fatalf("report exited %d: %s", code, errb.String())

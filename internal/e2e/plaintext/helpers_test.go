@@ -17,11 +17,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-guard/mtls-guard/internal/demo/seed"
-	"github.com/mtls-guard/mtls-guard/internal/testenv"
 	"github.com/mtls-guard/mtls-guard/internal/testenv/audit"
 	"github.com/mtls-guard/mtls-guard/internal/testenv/istiometrics"
 	"github.com/mtls-guard/mtls-guard/webhook"
@@ -32,7 +30,7 @@ import (
 // the mesh, that made one plaintext request to web and is gone.
 func setupSeed(ctx context.Context) error {
 	for name, body := range map[string]string{"namespace.yaml": seed.NamespaceYAML, "web.yaml": seed.WebYAML} {
-		path := filepath.Join(suite.dir, name)
+		path := filepath.Join(suite.Dir, name)
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			return err
 		}
@@ -40,7 +38,7 @@ func setupSeed(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := seed.StartWeb(ctx, suite.admin); err != nil {
+	if err := seed.StartWeb(ctx, suite.Admin); err != nil {
 		return err
 	}
 	if _, err := runKubectl(seed.RunCaller...); err != nil {
@@ -52,7 +50,7 @@ func setupSeed(ctx context.Context) error {
 	if _, err := runKubectl(seed.DeleteCaller...); err != nil {
 		return err
 	}
-	return seed.WaitCallerGone(ctx, suite.admin)
+	return seed.WaitCallerGone(ctx, suite.Admin)
 }
 
 // requestWeb makes one more plaintext request from outside the mesh to
@@ -74,7 +72,7 @@ type kubectlResult struct {
 // runKubectl runs bin/kubectl as the cluster admin; a non-zero exit is an
 // error.
 func runKubectl(args ...string) (kubectlResult, error) {
-	res, err := testenv.Run(testenv.Kubectl(suite.env.BinDir, suite.adminConfig, args...))
+	res, err := suite.Kubectl(args...)
 	r := kubectlResult{stdout: res.Stdout, stderr: res.Stderr, code: res.Code}
 	if err == nil && r.code != 0 {
 		err = fmt.Errorf("exit status %d", r.code)
@@ -97,13 +95,12 @@ func kubectl(t *testing.T, args ...string) kubectlResult {
 }
 
 // kubectlRecord finds the audit record of a kubectl request on a
-// PeerAuthentication made after mark (kubectl prints no Audit-Id).
-func kubectlRecord(t *testing.T, mark int, verb, ns, name string) auditEvent {
+// PeerAuthentication made after mark (kubectl prints no Audit-Id), and
+// returns it and the guard's annotations on it.
+func kubectlRecord(t *testing.T, mark int, verb, ns, name string) (audit.Event, map[string]string) {
 	t.Helper()
-	return auditEvent(suite.audit.Find(t, mark, fmt.Sprintf("kubectl %s %s/%s", verb, ns, name), func(e audit.Event) bool {
-		return strings.HasPrefix(e.UserAgent, "kubectl/") && e.Verb == verb && e.ObjectRef != nil &&
-			e.ObjectRef.Resource == "peerauthentications" && e.ObjectRef.Namespace == ns && e.ObjectRef.Name == name
-	}))
+	ev := suite.Audit.Kubectl(t, mark, verb, "peerauthentications", ns, name)
+	return ev, ev.WebhookAnnotations(suite.webhookName)
 }
 
 // strict is a namespace-wide STRICT policy.
@@ -143,26 +140,14 @@ func meshedDeploymentPod(ns, name string) *corev1.Pod {
 // create creates obj as the admin and deletes it when the test ends.
 func create(t *testing.T, obj client.Object) {
 	t.Helper()
-	if err := suite.admin.Create(context.Background(), obj); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := suite.Admin.Create(context.Background(), obj); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("creating %T %s/%s: %v", obj, obj.GetNamespace(), obj.GetName(), err)
 	}
 	t.Cleanup(func() {
-		if err := suite.admin.Delete(context.Background(), obj, client.GracePeriodSeconds(0)); client.IgnoreNotFound(err) != nil {
+		if err := suite.Admin.Delete(context.Background(), obj, client.GracePeriodSeconds(0)); client.IgnoreNotFound(err) != nil {
 			t.Errorf("deleting %T %s/%s: %v", obj, obj.GetNamespace(), obj.GetName(), err)
 		}
 	})
-}
-
-// userClient impersonates user through the admin's credentials.
-func userClient(t *testing.T, user string) client.Client {
-	t.Helper()
-	cfg := rest.CopyConfig(suite.env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
-	c, err := newClient(cfg)
-	if err != nil {
-		t.Fatalf("client for %s: %v", user, err)
-	}
-	return c
 }
 
 // dryRun creates obj as c with a server-side dry run: the guard decides,
@@ -183,18 +168,18 @@ func eventually(t *testing.T, c client.Client, obj client.Object, outcome string
 	var last request
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
 		last = dryRun(c, obj)
-		if last.err != nil && !apierrors.IsForbidden(last.err) && !apierrors.IsInternalError(last.err) {
-			return false, last.err // no answer of a guard's
+		if last.Err != nil && !apierrors.IsForbidden(last.Err) && !apierrors.IsInternalError(last.Err) {
+			return false, last.Err // no answer of a guard's
 		}
 		return last.decided(t, outcome) && (ok == nil || ok(last)), nil
 	})
 	if err != nil {
 		var got map[string]string
-		if last.id != "" {
+		if last.AuditID != "" {
 			got, _ = last.guardAudit()
 		}
 		t.Fatalf("waiting for the guard to decide %q for %s/%s: %v\nlast answer: %v\nlast audit annotations: %v\nlast warnings: %q",
-			outcome, obj.GetNamespace(), obj.GetName(), err, last.err, got, last.warnings)
+			outcome, obj.GetNamespace(), obj.GetName(), err, last.Err, got, last.Warnings)
 	}
 	return last
 }
@@ -225,7 +210,7 @@ func plaintextCause(err error, workload string) (metav1.StatusCause, bool) {
 // plaintext destination, with a cause message that contains every want.
 func deniedFor(workload string, want ...string) func(request) bool {
 	return func(r request) bool {
-		c, ok := plaintextCause(r.err, workload)
+		c, ok := plaintextCause(r.Err, workload)
 		if !ok {
 			return false
 		}

@@ -15,35 +15,22 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/mtls-guard/mtls-guard/internal/server"
 	"github.com/mtls-guard/mtls-guard/internal/testenv"
-	"github.com/mtls-guard/mtls-guard/internal/testenv/audit"
 	"github.com/mtls-guard/mtls-guard/internal/testenv/guardproc"
 	"github.com/mtls-guard/mtls-guard/internal/testenv/istiometrics"
 	"github.com/mtls-guard/mtls-guard/webhook"
 )
 
-const (
-	guardNamespace = "mtls-guard" // deploy/'s
-	rootNamespace  = "istio-system"
-	// probeNamespace is where testenv.RegisterWebhook leaves an unmeshed
-	// pod: STRICT there is denied by any guard, whatever its evidence.
-	probeNamespace = "mtls-guard-probe"
-)
+// probeNamespace is where testenv.RegisterWebhook leaves an unmeshed pod:
+// STRICT there is denied by any guard, whatever its evidence.
+const probeNamespace = "mtls-guard-probe"
 
 // suite is the shared control plane, Prometheus, exporter and guard.
 var suite struct {
-	env         *testenv.Env
-	admin       client.Client  // records Audit-Ids and warnings, see call
-	clients     *audit.Clients // makes the clients, see newClient
-	adminConfig string         // kubeconfig of a cluster admin, for kubectl
-	guardConfig string         // kubeconfig of the guard's ServiceAccount
-	deploy      *testenv.Deploy
+	*guardproc.Cluster
 	webhookName string
-	audit       auditLog
 	exporter    *istiometrics.Exporter
 	target      string // the exporter's host:port
 	prometheus  *testenv.Prometheus
@@ -53,13 +40,12 @@ var suite struct {
 	// guard is the one guard the webhook configuration points at; only
 	// one runs at a time, so that every answer is known to be its own.
 	guard *guard
-	dir   string
 }
 
 func TestMain(m *testing.M) {
 	// ctx ends the exporter.
 	ctx, cancel := context.WithCancel(context.Background())
-	os.Exit(guardproc.Main(m, "plaintext e2e", guardNamespace, func() error { return setup(ctx) }, func() { teardown(cancel) }))
+	os.Exit(guardproc.Main(m, "plaintext e2e", func() error { return setup(ctx) }, func() { teardown(cancel) }))
 }
 
 // setup starts everything; teardown stops whatever it started, even when
@@ -76,29 +62,10 @@ func setup(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	var err error
-	if suite.dir, err = os.MkdirTemp("", "mtls-guard-plaintext-"); err != nil {
+	if suite.Cluster, err = guardproc.StartCluster(ctx, "plaintext"); err != nil {
 		return err
 	}
-	if suite.env, err = testenv.Start(); err != nil {
-		return err
-	}
-	suite.audit = auditLog{audit.NewLog(suite.env.AuditLog)}
-	if suite.clients, err = audit.NewClients(suite.env.Config, server.Scheme()); err != nil {
-		return err
-	}
-	if suite.admin, err = newClient(suite.env.Config); err != nil {
-		return fmt.Errorf("admin client: %w", err)
-	}
-	if suite.adminConfig, err = suite.env.Kubeconfig(suite.dir, "plaintext-admin", "system:masters"); err != nil {
-		return err
-	}
-	if suite.guardConfig, err = suite.env.Kubeconfig(suite.dir, testenv.GuardUser, testenv.GuardGroups...); err != nil {
-		return err
-	}
-	if suite.deploy, err = testenv.InstallRBAC(ctx, suite.admin); err != nil {
-		return err
-	}
-	suite.webhookName = suite.deploy.Webhook.Webhooks[0].Name
+	suite.webhookName = suite.Deploy.Webhook.Webhooks[0].Name
 
 	// The exporter serves the web sidecar's stats endpoint (exporter's
 	// context: the whole run); Prometheus scrapes it every second.
@@ -107,7 +74,7 @@ func setup(ctx context.Context) error {
 	if suite.target, err = suite.exporter.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	promDir, err := os.MkdirTemp(suite.dir, "prometheus-")
+	promDir, err := os.MkdirTemp(suite.Dir, "prometheus-")
 	if err != nil {
 		return err
 	}
@@ -123,7 +90,7 @@ func setup(ctx context.Context) error {
 		return err
 	}
 	suite.guard = g
-	return testenv.RegisterWebhook(ctx, suite.admin, suite.deploy, g.url(), g.Bundle.CACert)
+	return testenv.RegisterWebhook(ctx, suite.Admin, suite.Deploy, g.URL(webhook.Path), g.Bundle.CACert)
 }
 
 func teardown(cancel context.CancelFunc) {
@@ -136,18 +103,8 @@ func teardown(cancel context.CancelFunc) {
 		}
 	}
 	cancel() // the exporter
-	if suite.env != nil {
-		if err := suite.env.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stopping envtest: %v\n", err)
-		}
-	}
-	if suite.dir != "" {
-		os.RemoveAll(suite.dir)
-	}
+	suite.Cluster.Stop()
 }
-
-// newClient is a client for cfg whose calls record their Audit-Ids.
-func newClient(cfg *rest.Config) (client.Client, error) { return suite.clients.New(cfg) }
 
 // Evidence flags of the guards: refreshed every second, stale after five,
 // so that a stopped Prometheus shows within seconds.
@@ -177,15 +134,10 @@ type guard struct {
 	flags []string
 }
 
-func (g *guard) url() string { return fmt.Sprintf("https://127.0.0.1:%d%s", g.Port, webhook.Path) }
-
 // launchGuard runs a guard as deploy/'s ServiceAccount with these
 // evidence flags and waits for /readyz, which never waits on Prometheus.
 func launchGuard(ctx context.Context, flags []string) (*guard, error) {
-	g, err := guardproc.Launch(ctx, guardproc.Options{
-		Kubeconfig: suite.guardConfig, Dir: suite.dir,
-		Namespace: guardNamespace, RootNamespace: rootNamespace, Args: flags,
-	})
+	g, err := guardproc.Launch(ctx, suite.GuardOptions(flags...))
 	if err != nil {
 		return nil, err
 	}
@@ -212,17 +164,17 @@ func useGuard(t *testing.T, flags ...string) {
 	}
 	suite.guard = g
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	if err := suite.admin.Get(ctx, client.ObjectKeyFromObject(suite.deploy.Webhook), vwc); err != nil {
+	if err := suite.Admin.Get(ctx, client.ObjectKeyFromObject(suite.Deploy.Webhook), vwc); err != nil {
 		t.Fatalf("reading the webhook configuration: %v", err)
 	}
-	url := g.url()
+	url := g.URL(webhook.Path)
 	for i := range vwc.Webhooks {
 		vwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: g.Bundle.CACert}
 	}
-	if err := suite.admin.Update(ctx, vwc); err != nil {
+	if err := suite.Admin.Update(ctx, vwc); err != nil {
 		t.Fatalf("pointing the webhook at the new guard: %v", err)
 	}
 	// The old guard is gone: a decision of the guard's on the probe's
 	// STRICT (denied next to its unmeshed pod) comes from the new one.
-	eventuallyDecided(t, suite.admin, strict(probeNamespace, "probe"), webhook.OutcomeDenied)
+	eventuallyDecided(t, suite.Admin, strict(probeNamespace, "probe"), webhook.OutcomeDenied)
 }

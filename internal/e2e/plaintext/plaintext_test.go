@@ -33,20 +33,19 @@ func TestSeedStory(t *testing.T) {
 	// Wait until the guard's evidence has settled on the requests made
 	// (increase() reads high right after a scrape): the seed's one, unless
 	// -count repeats the suite.
-	eventually(t, suite.admin, strict(seed.Namespace, "default"), webhook.OutcomeDenied, time.Minute,
+	eventually(t, suite.Admin, strict(seed.Namespace, "default"), webhook.OutcomeDenied, time.Minute,
 		deniedFor(web, fmt.Sprintf("Deployment/web: %d plaintext request", suite.webRequests), "in the last 10m (from: unknown)"))
 
 	manifest := filepath.Join(t.TempDir(), "strict.yaml")
 	if err := os.WriteFile(manifest, []byte(seed.StrictYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	mark := suite.audit.mark(t)
+	mark := suite.Audit.Mark(t)
 	r := kubectl(t, "apply", "-f", manifest)
 	if r.code == 0 {
 		t.Fatalf("kubectl apply of STRICT succeeded:\n%s%s", r.stdout, r.stderr)
 	}
-	ev := kubectlRecord(t, mark, "create", seed.Namespace, "default")
-	got := ev.guard()
+	ev, got := kubectlRecord(t, mark, "create", seed.Namespace, "default")
 	if ev.ResponseStatus.Code != 403 || got[webhook.AuditDecision] != webhook.OutcomeDenied {
 		t.Fatalf("the API server answered %d with the guard's decision %q; want 403 and %q", ev.ResponseStatus.Code, got[webhook.AuditDecision], webhook.OutcomeDenied)
 	}
@@ -68,7 +67,7 @@ func TestKnownSourceNamed(t *testing.T) {
 	const ns = "shop"
 	// Kept when the test ends: without a namespace controller a deleted
 	// namespace would stay terminating and refuse a repeated run's pods.
-	if err := suite.admin.Create(context.Background(), nsObject(ns)); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := suite.Admin.Create(context.Background(), nsObject(ns)); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	create(t, meshedDeploymentPod(ns, "orders"))
@@ -77,8 +76,8 @@ func TestKnownSourceNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	const orders = ns + "/Deployment/orders"
-	r := eventually(t, suite.admin, strict(ns, "default"), webhook.OutcomeDenied, time.Minute, deniedFor(orders))
-	if c, _ := plaintextCause(r.err, orders); !strings.Contains(c.Message, "default/curl") {
+	r := eventually(t, suite.Admin, strict(ns, "default"), webhook.OutcomeDenied, time.Minute, deniedFor(orders))
+	if c, _ := plaintextCause(r.Err, orders); !strings.Contains(c.Message, "default/curl") {
 		t.Errorf("the cause for %s does not name the caller default/curl: %q", orders, c.Message)
 	}
 	if got := r.mustDecide(t, webhook.OutcomeDenied); got[webhook.AuditPlaintext] != orders {
@@ -92,11 +91,11 @@ func TestSelectorWithoutEvidence(t *testing.T) {
 	useGuard(t, defaultFlags()...)
 	create(t, meshedDeploymentPod(seed.Namespace, "api"))
 	// The contrast: the same kind of policy for web is denied.
-	eventually(t, suite.admin, strictFor(seed.Namespace, "web-strict", "web"), webhook.OutcomeDenied, time.Minute, deniedFor(web))
+	eventually(t, suite.Admin, strictFor(seed.Namespace, "web-strict", "web"), webhook.OutcomeDenied, time.Minute, deniedFor(web))
 	// Admitted once the guard sees api's pod (no "matches no counted pod"
 	// warning), so that it was judged, not skipped.
-	r := eventually(t, suite.admin, strictFor(seed.Namespace, "api-strict", "api"), webhook.OutcomeAllowed, time.Minute, func(r request) bool {
-		return !slices.ContainsFunc(r.warnings, func(w string) bool { return strings.Contains(w, "matches no counted pod") })
+	r := eventually(t, suite.Admin, strictFor(seed.Namespace, "api-strict", "api"), webhook.OutcomeAllowed, time.Minute, func(r request) bool {
+		return !slices.ContainsFunc(r.Warnings, func(w string) bool { return strings.Contains(w, "matches no counted pod") })
 	})
 	if got := r.mustDecide(t, webhook.OutcomeAllowed); got[webhook.AuditPlaintext] != "" {
 		t.Errorf("admitted, yet %s = %q", webhook.AuditPlaintext, got[webhook.AuditPlaintext])
@@ -123,7 +122,7 @@ func TestOverride(t *testing.T) {
 	const reason = "CHG-12: the last plaintext caller moves into the mesh tonight"
 	p := strict(seed.Namespace, "default")
 	p.Annotations = map[string]string{policy.OverrideAnnotation: reason}
-	c := userClient(t, user)
+	c := suite.UserClient(t, user)
 
 	got := eventuallyDecided(t, c, p, webhook.OutcomeDenied).mustDecide(t, webhook.OutcomeDenied)
 	if got[webhook.AuditOverrideIgnored] == "" || got[webhook.AuditPlaintext] != web {
@@ -132,7 +131,7 @@ func TestOverride(t *testing.T) {
 
 	create(t, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: seed.Namespace, Name: "override"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: overrideRole(t)},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: suite.OverrideRole(t)},
 		Subjects:   subject,
 	})
 	got = eventuallyDecided(t, c, p, webhook.OutcomeOverridden).mustDecide(t, webhook.OutcomeOverridden)
@@ -147,19 +146,6 @@ func nsObject(name string) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"istio-injection": "enabled"}}}
 }
 
-// overrideRole is deploy/'s ClusterRole that grants the verb override.
-func overrideRole(t *testing.T) string {
-	t.Helper()
-	const name = "mtls-guard-override"
-	for _, o := range suite.deploy.RBAC {
-		if r, ok := o.(*rbacv1.ClusterRole); ok && r.Name == name {
-			return name
-		}
-	}
-	t.Fatalf("deploy/ ships no ClusterRole %s", name)
-	return ""
-}
-
 // TestWindowPassed: with a 20s window, a fresh plaintext request to web
 // denies STRICT, and the same STRICT is admitted once the request has left
 // the window.
@@ -169,13 +155,13 @@ func TestWindowPassed(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := strict(seed.Namespace, "default")
-	r := eventually(t, suite.admin, p, webhook.OutcomeDenied, time.Minute, deniedFor(web))
-	if c, _ := plaintextCause(r.err, web); !strings.Contains(c.Message, "in the last 20s") {
+	r := eventually(t, suite.Admin, p, webhook.OutcomeDenied, time.Minute, deniedFor(web))
+	if c, _ := plaintextCause(r.Err, web); !strings.Contains(c.Message, "in the last 20s") {
 		t.Errorf("the cause for %s does not state the 20s window: %q", web, c.Message)
 	}
 	// 20s of window, a scrape and a refresh: two minutes only bound a
 	// failure.
-	got := eventually(t, suite.admin, p, webhook.OutcomeAllowed, 2*time.Minute, nil).mustDecide(t, webhook.OutcomeAllowed)
+	got := eventually(t, suite.Admin, p, webhook.OutcomeAllowed, 2*time.Minute, nil).mustDecide(t, webhook.OutcomeAllowed)
 	if got[webhook.AuditPlaintext] != "" || got[webhook.AuditEvidence] != "" {
 		t.Errorf("admitted with audit annotations %v; want neither plaintext workloads nor unavailable evidence", got)
 	}
@@ -205,12 +191,12 @@ func TestPrometheusStopped(t *testing.T) {
 			})
 			useGuard(t, evidenceFlags(prom.URL, longWindow, tc.setting)...)
 			p := strict(seed.Namespace, "default")
-			eventuallyDecided(t, suite.admin, p, webhook.OutcomeAllowed)
+			eventuallyDecided(t, suite.Admin, p, webhook.OutcomeAllowed)
 
 			if err := prom.Stop(); err != nil {
 				t.Fatal(err)
 			}
-			r := eventuallyDecided(t, suite.admin, p, tc.outcome)
+			r := eventuallyDecided(t, suite.Admin, p, tc.outcome)
 			got := r.mustDecide(t, tc.outcome)
 			why, ok := strings.CutPrefix(got[webhook.AuditEvidence], "unavailable: ")
 			if !ok || why == "" || got[webhook.AuditPlaintext] != "" {
@@ -222,8 +208,8 @@ func TestPrometheusStopped(t *testing.T) {
 				w = strings.TrimSuffix(w, "…")
 				return strings.HasPrefix(w, why) || strings.HasPrefix(why, w)
 			}
-			if tc.setting == "allow" && !slices.ContainsFunc(r.warnings, says) {
-				t.Errorf("admitted without a warning saying %q: %q", why, r.warnings)
+			if tc.setting == "allow" && !slices.ContainsFunc(r.Warnings, says) {
+				t.Errorf("admitted without a warning saying %q: %q", why, r.Warnings)
 			}
 		})
 	}

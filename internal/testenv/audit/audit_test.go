@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,7 +10,9 @@ import (
 	"slices"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -51,6 +54,43 @@ not json
 	}
 	if got := a.WebhookAnnotations("guard.io"); len(got) != 1 || got["decision"] != "denied" {
 		t.Errorf("guard.io's annotations %v, want decision=denied only", got)
+	}
+}
+
+// TestDecided: a decision is the status of the answer and the webhook's
+// audit decision on the record of that very call, found by its Audit-Id.
+func TestDecided(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	appendTo(t, path, `{"auditID":"d","stage":"ResponseComplete","verb":"create","annotations":{"guard.io/decision":"denied"}}
+{"auditID":"a","stage":"ResponseComplete","verb":"create","annotations":{"guard.io/decision":"allowed","other.io/decision":"denied"}}
+{"auditID":"k","stage":"ResponseComplete","verb":"delete","userAgent":"kubectl/v1.35","objectRef":{"resource":"pods","namespace":"ns","name":"p"}}
+`)
+	l := NewLog(path)
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "p", errors.New("no"))
+	ctx := context.Background()
+	for _, tc := range []struct {
+		r       Response
+		outcome string
+		want    bool
+	}{
+		{Response{Err: forbidden, AuditID: "d"}, "denied", true},
+		{Response{AuditID: "d"}, "denied", false},                 // admitted
+		{Response{Err: forbidden, AuditID: "a"}, "denied", false}, // another decision
+		{Response{AuditID: "a"}, "allowed", true},
+		{Response{Err: forbidden, AuditID: "a"}, "allowed", false},
+	} {
+		if got, err := l.Decided(ctx, tc.r, "guard.io", tc.outcome); err != nil || got != tc.want {
+			t.Errorf("Decided(%+v, %s) = %v, %v; want %v", tc.r, tc.outcome, got, err, tc.want)
+		}
+	}
+	if got := l.MustDecide(t, Response{AuditID: "a"}, "guard.io", "allowed"); got["decision"] != "allowed" || len(got) != 1 {
+		t.Errorf("MustDecide returned %v, want guard.io's annotations", got)
+	}
+	if _, err := l.Decided(ctx, Response{Err: forbidden}, "guard.io", "denied"); !errors.Is(err, ErrNoAuditID) {
+		t.Errorf("a call without an Audit-Id: %v, want ErrNoAuditID", err)
+	}
+	if ev := l.Kubectl(t, 0, "delete", "pods", "ns", "p"); ev.AuditID != "k" {
+		t.Errorf("kubectl's delete: %+v, want record k", ev)
 	}
 }
 
