@@ -358,13 +358,9 @@ func (g *guardProcess) metrics(ctx context.Context) (map[string]*dto.MetricFamil
 	return families, nil
 }
 
-// handling reads the count and the sum of the guard's webhook latency
-// histogram: how many requests its handler served, and in how long.
-func (g *guardProcess) handling(ctx context.Context) (count uint64, sum float64, err error) {
-	return g.handlingAt(ctx, webhook.Path)
-}
-
-// handlingAt is handling for the webhook served at path.
+// handlingAt reads the count and the sum of the guard's webhook latency
+// histogram for the webhook served at path: how many requests its handler
+// served, and in how long.
 func (g *guardProcess) handlingAt(ctx context.Context, path string) (count uint64, sum float64, err error) {
 	families, err := g.metrics(ctx)
 	if err != nil {
@@ -438,34 +434,23 @@ func endToEnd(ctx context.Context, c config, env *testenv.Env, admin client.Clie
 	url := fmt.Sprintf("https://127.0.0.1:%d%s", g.port, webhook.Path)
 	register := func() error { return testenv.RegisterWebhook(ctx, admin, deploy, url, g.bundle.CACert) }
 	deregister := func() error { return unregister(ctx, admin, deploy) }
-	without := make([]loadStats, len(clients))
-	with := make([]loadStats, len(clients))
-	for i, n := range clients {
-		if without[i], with[i], err = compare(ctx, dyn, gen, n, c, g, register, deregister); err != nil {
-			return err
-		}
-	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	var notes []string
 	fmt.Fprintln(tw, "clients\twebhook\trequests\treq/s\tadmitted\tdenied\terrors\tp50\tp99\tmax\tadded p50\tp50 ratio\tin the guard (mean)\t")
-	for i, n := range clients {
-		for _, r := range []struct {
-			name string
-			s    loadStats
-		}{{"not registered", without[i]}, {"guard registered", with[i]}} {
-			added, times, inGuard := "", "", ""
-			if r.s.denied > 0 {
-				added = formatDuration(r.s.p50 - without[i].p50)
-				times = fmt.Sprintf("%.2f×", float64(r.s.p50)/float64(without[i].p50))
-				inGuard = formatDuration(r.s.guardMean)
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%.0f\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", n, r.name, r.s.requests, r.s.rate, r.s.admitted, r.s.denied, r.s.errors,
-				formatDuration(r.s.p50), formatDuration(r.s.p99), formatDuration(r.s.max), added, times, inGuard)
-			if r.s.firstErr != nil {
-				notes = append(notes, fmt.Sprintf("   first error (%d clients, %s): %v", n, r.name, r.s.firstErr))
-			}
+	for _, n := range clients {
+		load := func() (sample, error) {
+			return timed(ctx, g, webhook.Path, c.e2eWarmup, c.e2eDuration/time.Duration(c.e2eRounds), func(d time.Duration) (sample, error) {
+				return applyLoad(ctx, dyn, gen, n, d)
+			})
 		}
-		if with[i].denied == 0 {
+		without, with, err := alternate(c.e2eRounds, register, deregister, load)
+		if err != nil {
+			return err
+		}
+		notes = append(notes, printArms(tw, n, without, with,
+			func(c counts) string { return fmt.Sprintf("%d\t%d\t%d", c.admitted, c.denied, c.errors) },
+			func(s loadStats) bool { return s.denied > 0 })...)
+		if with.denied == 0 {
 			return errors.New("the guard denied nothing: was it called?")
 		}
 	}

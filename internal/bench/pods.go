@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -46,16 +45,6 @@ func benchPod(gen *clustergen.Cluster) (*corev1.Pod, error) {
 	return nil, errors.New("the generated cluster has no meshed pod in its STRICT namespace (needs two namespaces at least)")
 }
 
-// podSample is what one timed pod-create load produced.
-type podSample struct {
-	latencies      []time.Duration
-	elapsed        time.Duration
-	warned, errors int
-	firstErr       error
-	guardCount     uint64
-	guardSeconds   float64
-}
-
 // warningCounter counts the admission warnings of the load's answers.
 type warningCounter struct{ n atomic.Int64 }
 
@@ -94,47 +83,30 @@ func podCreates(ctx context.Context, c config, cfg *rest.Config, gen *clustergen
 	fmt.Fprintln(tw, "clients\twebhook\tcreates\tcreates/s\twarned\terrors\tp50\tp99\tmax\tadded p50\tp50 ratio\tin the guard (mean)\t")
 	var notes []string
 	for _, n := range clients {
-		var offs, ons []podSample
-		for range c.e2eRounds {
-			off, err := timedPodLoad(ctx, cs, pod, n, c.e2eWarmup, d, g, warnings)
-			if err != nil {
-				return err
-			}
-			if off.warned > 0 {
-				return fmt.Errorf("%d creates were warned with no webhook registered", off.warned)
-			}
-			if err := register(); err != nil {
-				return err
-			}
-			on, err := timedPodLoad(ctx, cs, pod, n, c.e2eWarmup, d, g, warnings)
-			if err != nil {
-				return err
-			}
-			if err := deregister(); err != nil {
-				return err
-			}
-			offs, ons = append(offs, off), append(ons, on)
+		load := func() (sample, error) {
+			defer func() {
+				// Untimed, so that the rounds stay alike; a failure shows
+				// in the next round's creates.
+				_ = cs.CoreV1().Pods(pod.Namespace).DeleteCollection(context.WithoutCancel(ctx),
+					metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{LabelSelector: podBenchLabel})
+			}()
+			return timed(ctx, g, webhook.ArrivalPath, c.e2eWarmup, d, func(d time.Duration) (sample, error) {
+				return podLoad(ctx, cs, pod, n, d, warnings)
+			})
 		}
-		without, with := summarizePods(offs), summarizePods(ons)
+		without, with, err := alternate(c.e2eRounds, register, deregister, load)
+		if err != nil {
+			return err
+		}
 		if with.warned == 0 {
 			return errors.New("no pod create was warned with the webhooks registered: was the arrivals webhook called?")
 		}
-		for _, r := range []struct {
-			name string
-			s    podStats
-		}{{"not registered", without}, {"guard registered", with}} {
-			added, times, inGuard := "", "", ""
-			if r.s.warned > 0 {
-				added = formatDuration(r.s.p50 - without.p50)
-				times = fmt.Sprintf("%.2f×", float64(r.s.p50)/float64(without.p50))
-				inGuard = formatDuration(r.s.guardMean)
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%.0f\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", n, r.name, r.s.requests, r.s.rate, r.s.warned, r.s.errors,
-				formatDuration(r.s.p50), formatDuration(r.s.p99), formatDuration(r.s.max), added, times, inGuard)
-			if r.s.firstErr != nil {
-				notes = append(notes, fmt.Sprintf("   first error (%d clients, %s): %v", n, r.name, r.s.firstErr))
-			}
+		if with.denied > 0 {
+			return fmt.Errorf("%d pod creates were denied: the load expects the guard's --unmeshed-pods=warn", with.denied)
 		}
+		notes = append(notes, printArms(tw, n, without, with,
+			func(c counts) string { return fmt.Sprintf("%d\t%d", c.warned, c.errors) },
+			func(s loadStats) bool { return s.warned > 0 })...)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -146,104 +118,14 @@ func podCreates(ctx context.Context, c config, cfg *rest.Config, gen *clustergen
 	return nil
 }
 
-// podStats summarises one arm.
-type podStats struct {
-	latencies
-	warned, errors int
-	firstErr       error
-}
-
-func summarizePods(samples []podSample) podStats {
-	var s podStats
-	var all []time.Duration
-	var elapsed time.Duration
-	var count uint64
-	var seconds float64
-	for _, x := range samples {
-		all = append(all, x.latencies...)
-		elapsed += x.elapsed
-		s.warned += x.warned
-		s.errors += x.errors
-		if s.firstErr == nil {
-			s.firstErr = x.firstErr
-		}
-		count += x.guardCount
-		seconds += x.guardSeconds
-	}
-	s.latencies = pool(all, elapsed, count, seconds)
-	return s
-}
-
-// timedPodLoad warms up, times d of pod creates, reads what the arrivals
-// handler served meanwhile, and deletes the pods it created.
-func timedPodLoad(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod, workers int, warmup, d time.Duration, g *guardProcess, warnings *warningCounter) (podSample, error) {
-	defer func() {
-		// Not timed; a failure shows in the next round's creates.
-		_ = cs.CoreV1().Pods(pod.Namespace).DeleteCollection(context.WithoutCancel(ctx),
-			metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{LabelSelector: podBenchLabel})
-	}()
-	if _, err := podLoadFor(ctx, cs, pod, workers, warmup); err != nil {
-		return podSample{}, err
-	}
-	n0, sum0, err := g.handlingAt(ctx, webhook.ArrivalPath)
-	if err != nil {
-		return podSample{}, err
-	}
+// podLoad creates pods from workers clients for d and counts the
+// warnings of their answers.
+func podLoad(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod, workers int, d time.Duration, warnings *warningCounter) (sample, error) {
 	w0 := warnings.n.Load()
-	s, err := podLoadFor(ctx, cs, pod, workers, d)
-	if err != nil {
-		return s, err
-	}
+	s, err := runLoad(ctx, workers, d, func(ctx context.Context, _ int) error {
+		_, err := cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+		return err
+	})
 	s.warned = int(warnings.n.Load() - w0)
-	n1, sum1, err := g.handlingAt(ctx, webhook.ArrivalPath)
-	if err != nil {
-		return s, err
-	}
-	s.guardCount, s.guardSeconds = n1-n0, sum1-sum0
-	return s, nil
-}
-
-// podLoadFor creates pods from workers clients for d.
-func podLoadFor(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod, workers int, d time.Duration) (podSample, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	results := make([]podSample, workers)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := &results[w]
-			for ctx.Err() == nil {
-				t := time.Now()
-				_, err := cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
-				lat := time.Since(t)
-				switch {
-				case err == nil:
-				case ctx.Err() != nil:
-					continue // cut off by the end of the load: not counted
-				default:
-					r.errors++
-					if r.firstErr == nil {
-						r.firstErr = err
-					}
-				}
-				r.latencies = append(r.latencies, lat)
-			}
-		}()
-	}
-	wg.Wait()
-	out := podSample{elapsed: time.Since(start)}
-	for _, r := range results {
-		out.latencies = append(out.latencies, r.latencies...)
-		out.errors += r.errors
-		if out.firstErr == nil {
-			out.firstErr = r.firstErr
-		}
-	}
-	if len(out.latencies) == 0 {
-		return out, fmt.Errorf("no pod create completed in %s", d)
-	}
-	return out, nil
+	return s, err
 }
