@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -178,18 +179,46 @@ func FuzzArrivalHTTP(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		answer := func(srv http.Handler) *httptest.ResponseRecorder {
-			r := httptest.NewRequest(http.MethodPost, webhook.ArrivalPath, bytes.NewReader(body))
-			r.Header.Set("Content-Type", "application/json")
-			w := httptest.NewRecorder()
-			srv.ServeHTTP(w, r)
-			return w
-		}
-		got, want := answer(served), answer(plain)
-		if got.Code != want.Code || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
-			t.Fatalf("served %d %s\nadmission.Webhook %d %s", got.Code, got.Body, want.Code, want.Body)
-		}
+		sameAnswer(t, served, plain, "application/json", func() io.Reader { return bytes.NewReader(body) })
 	})
+}
+
+// TestArrivalHTTPEdges: what the fuzzer cannot send gets the same answer
+// on both paths too: another content type, a body over the limit, none.
+func TestArrivalHTTPEdges(t *testing.T) {
+	h := &webhook.ArrivalHandler{Pods: webhook.ActionDeny, Workloads: webhook.ActionDeny, Log: logr.Discard()}
+	served, plain := webhook.NewArrivalHTTPHandler(h, logr.Discard()), webhook.NewHTTPHandler(h, logr.Discard())
+	pod := podObj(nsLegacy, "debug", nil, false)
+	review := arrivalReview(t, metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, pod)
+	for _, tc := range []struct {
+		name, contentType string
+		body              func() io.Reader
+	}{
+		{"another content type", "text/plain", func() io.Reader { return strings.NewReader(review) }},
+		{"body over the limit", "application/json", func() io.Reader {
+			return io.MultiReader(strings.NewReader(review[:len(review)-2]+`,"x":"`), strings.NewReader(strings.Repeat("x", webhook.MaxRequestBytes)))
+		}},
+		{"no body", "application/json", func() io.Reader { return http.NoBody }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { sameAnswer(t, served, plain, tc.contentType, tc.body) })
+	}
+}
+
+// sameAnswer fails t unless served and plain answer a POST of body with
+// the same status and the same bytes, and the answer is not an allowance.
+func sameAnswer(t *testing.T, served, plain http.Handler, contentType string, body func() io.Reader) {
+	t.Helper()
+	answer := func(srv http.Handler) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, webhook.ArrivalPath, body())
+		r.Header.Set("Content-Type", contentType)
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		return w
+	}
+	got, want := answer(served), answer(plain)
+	if got.Code != want.Code || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
+		t.Fatalf("served %d %s\nadmission.Webhook %d %s", got.Code, got.Body, want.Code, want.Body)
+	}
 }
 
 // arrivalReview is the AdmissionReview the API server sends when obj, of

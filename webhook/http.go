@@ -45,19 +45,15 @@ func NewHTTPHandler(h admission.Handler, log logr.Logger) http.Handler {
 func NewArrivalHTTPHandler(h *ArrivalHandler, log logr.Logger) http.Handler {
 	wh := newWebhook(h, log)
 	return limitBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body == nil || r.Body == http.NoBody || r.Header.Get("Content-Type") != "application/json" {
+		if r.Header.Get("Content-Type") != "application/json" {
 			wh.ServeHTTP(w, r)
 			return
 		}
 		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			log.Error(err, "unable to read the body from the incoming request")
-			writeReview(w, admission.Errored(http.StatusBadRequest, err))
-			return
-		}
 		var review podReview
-		if sigsjson.UnmarshalCaseSensitivePreserveInts(body, &review) != nil || !review.isPod() {
-			r.Body = io.NopCloser(bytes.NewReader(body))
+		if err != nil || sigsjson.UnmarshalCaseSensitivePreserveInts(body, &review) != nil || !review.isPod() {
+			// admission.Webhook reads what was read, then the read's error.
+			r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
 			wh.ServeHTTP(w, r)
 			return
 		}
@@ -65,6 +61,16 @@ func NewArrivalHTTPHandler(h *ArrivalHandler, log logr.Logger) http.Handler {
 		req.Object.Object = review.Request.Object.pod()
 		writeReview(w, wh.Handle(r.Context(), req))
 	}))
+}
+
+// errReader fails every read with err, or ends the body when err is nil.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) {
+	if e.err == nil {
+		return 0, io.EOF
+	}
+	return 0, e.err
 }
 
 // podReview is a v1 AdmissionReview whose object is decoded as a leanPod:
