@@ -24,7 +24,7 @@ import (
 // the CLI's live and file loaders all read this list.
 func WatchedKinds() []client.Object {
 	return []client.Object{
-		&corev1.Pod{}, &corev1.Namespace{}, &appsv1.ReplicaSet{}, &batchv1.Job{}, &securityv1.PeerAuthentication{},
+		&corev1.Namespace{}, &corev1.Pod{}, &appsv1.ReplicaSet{}, &batchv1.Job{}, &securityv1.PeerAuthentication{},
 	}
 }
 

@@ -4,15 +4,16 @@ import (
 	"fmt"
 	"io"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/index"
 	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
@@ -26,15 +27,23 @@ var Scheme = engine.NewScheme(apiextensionsv1.AddToScheme)
 
 var deserializer = serializer.NewCodecFactory(Scheme).UniversalDeserializer()
 
-// clusterKinds are, with PeerAuthentications, the kinds the guard reads
-// from a cluster, and the CRD that holds the PeerAuthentication schema;
-// other kinds are skipped without being decoded.
-var clusterKinds = map[schema.GroupVersionKind]bool{
-	corev1.SchemeGroupVersion.WithKind("Namespace"):                         true,
-	corev1.SchemeGroupVersion.WithKind("Pod"):                               true,
-	appsv1.SchemeGroupVersion.WithKind("ReplicaSet"):                        true,
-	batchv1.SchemeGroupVersion.WithKind("Job"):                              true,
-	apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"): true,
+// clusterKinds are the kinds the guard watches (index.WatchedKinds, with
+// PeerAuthentications in either version through policy.IsPeerAuthentication)
+// and the CRD that holds the PeerAuthentication schema; other kinds are
+// skipped without being decoded.
+var clusterKinds = func() map[schema.GroupVersionKind]bool {
+	kinds := map[schema.GroupVersionKind]bool{apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"): true}
+	for _, obj := range index.WatchedKinds() {
+		kinds[gvkOf(obj)] = true
+	}
+	return kinds
+}()
+
+// gvkOf is the kind of a typed object of Scheme.
+func gvkOf(obj runtime.Object) schema.GroupVersionKind {
+	gvk, err := apiutil.GVKForObject(obj, Scheme)
+	utilruntime.Must(err) // every watched kind is in Scheme
+	return gvk
 }
 
 // Cluster is the cluster state the commands decide against.

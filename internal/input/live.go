@@ -6,17 +6,18 @@ import (
 	"fmt"
 	"time"
 
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mtls-guard/mtls-guard/internal/index"
+	"github.com/mtls-guard/mtls-guard/internal/policy"
 )
 
 // PageSize is the number of objects Load asks for per list call, so
@@ -54,30 +55,20 @@ var ErrNoPeerAuthenticationCRD = errors.New("the PeerAuthentication CRD (peeraut
 func Load(ctx context.Context, c client.Reader) (*Cluster, error) {
 	cl := &Cluster{}
 	add := func(obj client.Object) { cl.add(obj) }
-	kinds := []struct {
-		what    string
-		newList func() client.ObjectList
-	}{
-		{"namespaces", func() client.ObjectList { return &corev1.NamespaceList{} }},
-		{"pods", func() client.ObjectList { return &corev1.PodList{} }},
-		{"replicasets", func() client.ObjectList { return &appsv1.ReplicaSetList{} }},
-		{"jobs", func() client.ObjectList { return &batchv1.JobList{} }},
-	}
-	for _, k := range kinds {
-		if err := listAll(ctx, c, k.newList, add); err != nil {
-			return nil, fmt.Errorf("listing %s: %w", k.what, err)
+	for _, obj := range index.WatchedKinds() {
+		gvk := gvkOf(obj)
+		resource, _ := meta.UnsafeGuessKindToResource(gvk)
+		err := listAll(ctx, c, listOf(gvk), add)
+		if policy.IsPeerAuthentication(gvk) && notServed(err) {
+			// Istio before 1.22 serves only v1beta1, which has the same schema.
+			err = listAll(ctx, c, listOf(securityv1beta1.SchemeGroupVersion.WithKind(gvk.Kind)), add)
+			if notServed(err) {
+				return nil, ErrNoPeerAuthenticationCRD
+			}
 		}
-	}
-	err := listAll(ctx, c, func() client.ObjectList { return &securityv1.PeerAuthenticationList{} }, add)
-	if notServed(err) {
-		// Istio before 1.22 serves only v1beta1, which has the same schema.
-		err = listAll(ctx, c, func() client.ObjectList { return &securityv1beta1.PeerAuthenticationList{} }, add)
-		if notServed(err) {
-			return nil, ErrNoPeerAuthenticationCRD
+		if err != nil {
+			return nil, fmt.Errorf("listing %s: %w", resource.Resource, err)
 		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing peerauthentications: %w", err)
 	}
 	// The schema the API server validates with; a user who may not read
 	// CRDs gets the guard's own validity rules only.
@@ -89,6 +80,15 @@ func Load(ctx context.Context, c client.Reader) (*Cluster, error) {
 		return nil, fmt.Errorf("reading CRD %s: %w", PeerAuthenticationCRD, err)
 	}
 	return cl, nil
+}
+
+// listOf returns a function that makes empty lists of the kind gvk.
+func listOf(gvk schema.GroupVersionKind) func() client.ObjectList {
+	return func() client.ObjectList {
+		list, err := Scheme.New(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		utilruntime.Must(err) // every watched kind is in Scheme, with its list
+		return list.(client.ObjectList)
+	}
 }
 
 // notServed reports whether err says the API server does not know the kind.

@@ -15,13 +15,17 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/mtls-guard/mtls-guard/certs"
+	"github.com/mtls-guard/mtls-guard/internal/engine"
+	"github.com/mtls-guard/mtls-guard/internal/index"
 )
 
 const (
@@ -228,15 +232,18 @@ func checkRBAC(t *testing.T, objs []client.Object) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	read := []string{"list", "watch"}
 	want := map[string][]string{
-		"/pods":                                     read,
-		"/namespaces":                               read,
-		"apps/replicasets":                          read,
-		"batch/jobs":                                read,
-		"security.istio.io/peerauthentications":     read,
 		"authentication.k8s.io/tokenreviews":        {"create"},
 		"authorization.k8s.io/subjectaccessreviews": {"create"},
+	}
+	// list and watch on exactly the kinds the informers watch.
+	for _, obj := range index.WatchedKinds() {
+		gvk, err := apiutil.GVKForObject(obj, engine.NewScheme())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := meta.UnsafeGuessKindToResource(gvk)
+		want[r.Group+"/"+r.Resource] = []string{"list", "watch"}
 	}
 	got := map[string][]string{}
 	for _, r := range cr.Rules {
