@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/mtls-guard/mtls-guard/internal/input"
+	"github.com/mtls-guard/mtls-guard/internal/input/inputtest"
 	"github.com/mtls-guard/mtls-guard/internal/testenv"
 )
 
@@ -239,21 +240,8 @@ func TestUnusable(t *testing.T) {
 	}
 }
 
-// endless is an endless stream of one byte.
-type endless byte
-
-func (e endless) Read(p []byte) (int, error) {
-	if len(p) > 0 {
-		p[0] = byte(e)
-		for n := 1; n < len(p); n *= 2 {
-			copy(p[n:], p[:n])
-		}
-	}
-	return len(p), nil
-}
-
 func TestHugeInput(t *testing.T) {
-	in := io.LimitReader(endless('#'), input.MaxInputSize+1)
+	in := io.LimitReader(inputtest.Endless('#'), input.MaxInputSize+1)
 	r := run(Check, []string{"-f", "-", "--from-file", seedCluster}, in)
 	want := "mtls-guard check: stdin: input is larger than the limit of 64 MiB\n"
 	if r.code != 2 || r.stdout != "" || r.stderr != want {

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/mtls-guard/mtls-guard/internal/input"
+	"github.com/mtls-guard/mtls-guard/internal/input/inputtest"
 )
 
 // describe renders objects as "LOCATION GVK" lines.
@@ -129,28 +130,15 @@ func TestReadDefaultedItems(t *testing.T) {
 	}
 }
 
-// endless is an endless stream of one byte.
-type endless byte
-
-func (e endless) Read(p []byte) (int, error) {
-	if len(p) > 0 {
-		p[0] = byte(e)
-		for n := 1; n < len(p); n *= 2 {
-			copy(p[n:], p[:n])
-		}
-	}
-	return len(p), nil
-}
-
 func TestReadSizeLimit(t *testing.T) {
 	const want = "stdin: input is larger than the limit of 64 MiB"
-	for _, in := range []io.Reader{io.LimitReader(endless(' '), input.MaxInputSize+1), endless('#')} {
+	for _, in := range []io.Reader{io.LimitReader(inputtest.Endless(' '), input.MaxInputSize+1), inputtest.Endless('#')} {
 		if _, err := input.Read([]string{"-"}, false, in); err == nil || err.Error() != want {
 			t.Errorf("error %v, want %q", err, want)
 		}
 	}
 	// Exactly at the limit is fine.
-	if objs, err := input.Read([]string{"-"}, false, io.LimitReader(endless(' '), input.MaxInputSize)); err != nil || len(objs) != 0 {
+	if objs, err := input.Read([]string{"-"}, false, io.LimitReader(inputtest.Endless(' '), input.MaxInputSize)); err != nil || len(objs) != 0 {
 		t.Errorf("Read() at the limit = %v, %v", objs, err)
 	}
 	big := filepath.Join(t.TempDir(), "big.yaml")

@@ -1,7 +1,8 @@
-// Package inputtest gives tests that read a live cluster a fake client:
-// controller-runtime's fake client, with interceptors that answer list
-// calls in pages (limit and continue), leave out PeerAuthentication
-// versions, inject failures, and record the calls.
+// Package inputtest holds test doubles for reading input. Tests that read
+// a live cluster get controller-runtime's fake client, with interceptors
+// that answer list calls in pages (limit and continue), leave out
+// PeerAuthentication versions, inject failures, and record the calls;
+// tests of the size limit get Endless.
 package inputtest
 
 import (

@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/google/cel-go/cel"
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/lint/support"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -252,13 +250,5 @@ func TestAKSPrometheusExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lint := action.NewLint()
-	lint.Strict = true
-	lint.Namespace = ReleaseNamespace
-	res := lint.Run([]string{dir}, vals)
-	for _, m := range res.Messages {
-		if m.Severity > support.InfoSev {
-			t.Errorf("lint: %s", m)
-		}
-	}
+	lintClean(t, dir, vals)
 }
