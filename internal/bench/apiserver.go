@@ -265,11 +265,9 @@ func startGuard(ctx context.Context, env *testenv.Env, dir string) (*guardProces
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("the guard's binary: %w (run `make build`)", err)
 	}
-	var ports [3]int
-	for i := range ports {
-		if ports[i], err = testenv.FreePort(); err != nil {
-			return nil, err
-		}
+	ports, err := testenv.FreePorts(3)
+	if err != nil {
+		return nil, err
 	}
 	port, probePort, metricsPort := ports[0], ports[1], ports[2]
 	certDir := dir + "/certs"

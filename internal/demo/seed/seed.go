@@ -87,8 +87,9 @@ containers:
   image: registry.k8s.io/pause:3.10
 `
 
-// WebPodSpecYAML returns the spec of web's pods, a meshed pod's, with
-// every line after indent: "  " for a Pod's spec, deeper for a template's.
+// WebPodSpecYAML returns the spec of web's meshed pods with each line
+// indented by indent: "  " under a Pod's spec, deeper under a template's,
+// so that the demo's bare pod and the Deployment's pods stay the same.
 func WebPodSpecYAML(indent string) string {
 	return indent + strings.ReplaceAll(strings.TrimSuffix(webPodSpec, "\n"), "\n", "\n"+indent) + "\n"
 }

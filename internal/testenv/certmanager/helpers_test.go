@@ -196,14 +196,11 @@ type guardProcess struct {
 func startGuard(ctx context.Context, t *testing.T, kubeconfig, certDir string) *guardProcess {
 	t.Helper()
 	bin := guardBinary(t)
-	port, err := testenv.FreePort()
+	ports, err := testenv.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	probePort, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	port, probePort := ports[0], ports[1]
 	g := &guardProcess{
 		addr:      fmt.Sprintf("127.0.0.1:%d", port),
 		probePort: probePort,
