@@ -29,9 +29,10 @@ import (
 // meshed Deployment web only, and the caller mtls-test in default, outside
 // the mesh, that made one plaintext request to web and is gone.
 func setupSeed(ctx context.Context) error {
-	for name, body := range map[string]string{"namespace.yaml": seed.NamespaceYAML, "web.yaml": seed.WebYAML} {
-		path := filepath.Join(suite.Dir, name)
-		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+	// In order: the namespace before the Deployment in it.
+	for _, f := range []struct{ name, body string }{{"namespace.yaml", seed.NamespaceYAML}, {"web.yaml", seed.WebYAML}} {
+		path := filepath.Join(suite.Dir, f.name)
+		if err := os.WriteFile(path, []byte(f.body), 0o600); err != nil {
 			return err
 		}
 		if _, err := runKubectl("apply", "-f", path); err != nil {
